@@ -1,0 +1,5 @@
+"""Entry point for ``python -m rotator``."""
+
+from rotator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,297 @@
+"""The ``rotator`` command line: verbs, config selection, output formats and exit codes.
+
+Exit codes: 0 everything done, 1 some actions failed, 2 a config or usage error, 3 a dependency
+(Elasticsearch, the store) unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from rotator import __version__
+from rotator.config import Config, load_config, validate_config
+from rotator.errors import ConfigError, NotImplementedYet, RotatorError, UsageError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+DEFAULT_CONFIG_NAME = "rotator.yaml"
+
+Handler = Callable[[argparse.Namespace, "Context"], int]
+
+
+@dataclass
+class Context:
+    """What every verb gets: its streams and a way to load the selected config."""
+
+    stdout: TextIO
+    stderr: TextIO
+    config_path: Path | None
+    log_level: str | None = None
+    log_format: str | None = None
+
+    def load(self) -> Config:
+        """Load and validate the selected config (or the embedded defaults when none).
+
+        Logging is set up from the config's ``log`` section unless the command line overrides it.
+
+        Raises:
+            ConfigError: the file is missing or invalid.
+        """
+        from rotator import log
+
+        if self.config_path is None:
+            config = validate_config({}, "(embedded defaults)")
+        else:
+            config = load_config(self.config_path)
+        log.configure(
+            level=self.log_level or config.log.level, fmt=self.log_format or config.log.format
+        )
+        return config
+
+    def emit(self, line: str = "") -> None:
+        """Write one line of command output."""
+        print(line, file=self.stdout)
+
+    def emit_json(self, value: Any) -> None:
+        """Write a JSON document as command output."""
+        print(json.dumps(value, indent=2, sort_keys=False, default=str), file=self.stdout)
+
+
+# --- verbs that exist --------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
+    """Validate a config file and print every problem, or a one-line summary."""
+    path = Path(args.path) if args.path else ctx.config_path
+    label = str(path) if path is not None else "(embedded defaults)"
+    try:
+        config = load_config(path) if path is not None else validate_config({}, label)
+    except ConfigError as exc:
+        if args.output == "json":
+            ctx.emit_json({"file": label, "valid": False, "problems": _split(exc.problems)})
+        else:
+            for problem in exc.problems:
+                ctx.emit(problem)
+            print(f"{label}: {len(exc.problems)} problem(s)", file=ctx.stderr)
+        return EXIT_USAGE
+    if args.output == "json":
+        ctx.emit_json({"file": label, "valid": True, "summary": config.summary()})
+    else:
+        ctx.emit(f"{label}: ok: {config.summary()}")
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace, ctx: Context) -> int:
+    """Bring the store's schema to the newest revision."""
+    config = ctx.load()
+    from rotator.app import open_engine
+    from rotator.store import db
+
+    engine = open_engine(config)
+    try:
+        before = db.schema_status(engine)
+        db.upgrade(engine, args.revision)
+        after = db.schema_status(engine)
+    finally:
+        engine.dispose()
+    if before.current == after.current:
+        ctx.emit(f"store {db.redacted_url(engine.url)}: already at {after.current}")
+    else:
+        ctx.emit(
+            f"store {db.redacted_url(engine.url)}: upgraded from {before.current or '(empty)'} "
+            f"to {after.current}"
+        )
+    return EXIT_OK
+
+
+def cmd_db_current(args: argparse.Namespace, ctx: Context) -> int:
+    """Show the store's schema revision and whether it is the newest."""
+    config = ctx.load()
+    from rotator.app import open_engine
+    from rotator.store import db
+
+    engine = open_engine(config)
+    try:
+        status = db.schema_status(engine)
+    finally:
+        engine.dispose()
+    state = "current" if status.is_current else ("empty" if status.is_empty else "behind")
+    if args.output == "json":
+        ctx.emit_json(
+            {
+                "store": db.redacted_url(engine.url),
+                "current": status.current,
+                "head": status.head,
+                "state": state,
+            }
+        )
+    else:
+        ctx.emit(f"store:   {db.redacted_url(engine.url)}")
+        ctx.emit(f"current: {status.current or '(no schema)'}")
+        ctx.emit(f"head:    {status.head}")
+        ctx.emit(f"state:   {state}" + ("" if status.is_current else " (run `rotator db upgrade`)"))
+    return EXIT_OK
+
+
+def not_yet(feature: str) -> Handler:
+    """A verb whose feature this version does not have: it says so, after checking the config."""
+
+    def handler(args: argparse.Namespace, ctx: Context) -> int:
+        ctx.load()
+        raise NotImplementedYet(
+            f"`rotator {args.verb_name}` is not available in rotator {__version__}: "
+            f"{feature} is not part of this version"
+        )
+
+    return handler
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every verb."""
+    parser = argparse.ArgumentParser(
+        prog="rotator",
+        description="Keeps the Elasticsearch API keys of ingestion pipelines valid, minimally "
+        "scoped and rotated before they expire.",
+        epilog="Exit codes: 0 ok, 1 some actions failed, 2 config or usage error, "
+        "3 Elasticsearch or the store unavailable.",
+    )
+    parser.add_argument("--version", action="version", version=f"rotator {__version__}")
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help=f"config file (default: $ROTATOR_CONFIG, else ./{DEFAULT_CONFIG_NAME} if present, "
+        "else the embedded defaults)",
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", choices=("auto", "json", "console"))
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, handler: Handler, help_text: str, **kw: Any) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text, **kw)
+        sub.set_defaults(handler=handler, verb_name=name)
+        return sub
+
+    check = verb("check-config", cmd_check_config, "validate a config file and list every problem")
+    check.add_argument("path", nargs="?", help="the file to check (default: the selected config)")
+    _add_output(check)
+
+    db = verbs.add_parser(
+        "db", help="manage the store's schema", description="manage the store's schema"
+    )
+    db_verbs = db.add_subparsers(dest="db_verb", metavar="ACTION", required=True)
+    up = db_verbs.add_parser("upgrade", help="migrate the store to the newest schema")
+    up.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    up.set_defaults(handler=cmd_db_upgrade, verb_name="db upgrade")
+    cur = db_verbs.add_parser("current", help="show the store's schema revision")
+    _add_output(cur)
+    cur.set_defaults(handler=cmd_db_current, verb_name="db current")
+
+    verb("run", not_yet("the scheduler service"), "run the daemon: all jobs on their schedules")
+    once = verb(
+        "once", not_yet("the key lifecycle"), "run the jobs once and exit (0 ok, 1 failures)"
+    )
+    once.add_argument("job", nargs="?", choices=("provision", "rotate", "all"), default="all")
+    _add_output(verb("plan", not_yet("the key lifecycle"), "show what would be done now, and why"))
+    _add_output(verb("status", not_yet("the key lifecycle"), "show each source's key and state"))
+    rotate = verb("rotate", not_yet("the key lifecycle"), "rotate a source's key now")
+    target = rotate.add_mutually_exclusive_group(required=True)
+    target.add_argument("source", nargs="?", help="the source to rotate")
+    target.add_argument("--all", action="store_true", help="rotate every source")
+    rotate.add_argument("--dry-run", action="store_true", help="show what would happen")
+    _add_output(verb("keys", not_yet("the managed-key inventory"), "list tracked managed keys"))
+    purge = verb("purge", not_yet("bulk invalidation"), "invalidate expired keys in bulk")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be invalidated")
+    audit = verb("audit", not_yet("the audit trail"), "read and verify the audit trail")
+    _add_output(audit)
+    audit.add_argument("--verify", action="store_true", help="check the hash chain")
+    sandbox = verbs.add_parser(
+        "sandbox",
+        help="an emulated Elasticsearch for demos and tests",
+        description="an emulated Elasticsearch for demos and tests",
+    )
+    sb_verbs = sandbox.add_subparsers(dest="sandbox_verb", metavar="ACTION", required=True)
+    for name, text in (
+        ("serve", "serve the emulated Elasticsearch over HTTP"),
+        ("demo", "show rotator working against an in-process sandbox"),
+    ):
+        sub = sb_verbs.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=not_yet("the sandbox"), verb_name=f"sandbox {name}")
+    return parser
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def _select_config(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    from_env = os.environ.get("ROTATOR_CONFIG")
+    if from_env:
+        return Path(from_env)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def _split(problems: Sequence[str]) -> list[dict[str, str]]:
+    out = []
+    for problem in problems:
+        path, _, message = problem.partition(": ")
+        out.append({"path": path, "message": message})
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from rotator import log
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log.configure(level=args.log_level or "info", fmt=args.log_format or "auto")
+    ctx = Context(
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+        config_path=_select_config(args.config),
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args, ctx)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=ctx.stderr)
+        print(f"rotator: {exc.source}: invalid configuration, nothing was done", file=ctx.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"rotator: {exc.message}", file=ctx.stderr)
+        return EXIT_USAGE
+    except RotatorError as exc:
+        print(f"rotator: {exc.message}", file=ctx.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rotator: interrupted", file=ctx.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Scheduled jobs: each gathers state, plans (pure) and executes through ports."""

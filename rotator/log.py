@@ -1,0 +1,297 @@
+"""Logging: structlog with ECS-style JSON lines or console output, and secret redaction.
+
+Every event, from rotator's own loggers or from libraries through the standard ``logging``
+module (APScheduler, SQLAlchemy, elastic_transport), runs through the same processors, the last
+of which before rendering is :func:`redact`. Redaction works on keys (``password``, ``api_key``,
+``encoded``, ``authorization``...) and on values (``ApiKey``/``Basic``/``Bearer`` credentials,
+base64 ``id:secret`` pairs, passwords in URLs, ``key=value`` text) in any nested structure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import IO, Any
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+from rotator.clock import Clock, SystemClock
+
+REDACTED = "[REDACTED]"
+ECS_VERSION = "8.11.0"
+
+# Key names whose values are secrets, compared case-insensitively with '-' taken as '_'.
+SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "encoded",
+        "password",
+        "passwd",
+        "new_password",
+        "secret",
+        "client_secret",
+        "hmac_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "bearer_token",
+        "authorization",
+        "proxy_authorization",
+        "credentials",
+        "x_api_key",
+        "cookie",
+        "set_cookie",
+    }
+)
+# Suffixes that mark a secret too (``es_password``), unless the key is a reference or metadata.
+_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
+_REFERENCE_SUFFIXES = ("_env", "_file", "_id", "_fingerprint", "_name", "_at", "_count", "_type")
+
+_AUTH_SCHEME = re.compile(r"(?i)\b(ApiKey|Basic|Bearer)(\s+)([A-Za-z0-9+/=._~-]{8,})")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):([^/\s@]+)@")
+_KEY_VALUE = re.compile(
+    r"(?i)([\"']?\b(?:[\w-]*(?:password|passwd|secret|token|api_key|apikey)|encoded|"
+    r"authorization|pwd|pw)[\"']?\s*[:=]\s*)"
+    r"(?!(?:ApiKey|Basic|Bearer)\s)(\"[^\"]*\"|'[^']*'|[^\s,;}\]&]+)"
+)
+# An Elasticsearch API key id (20 chars) and secret (22 chars), joined by a colon.
+_ID_SECRET = re.compile(r"\b([A-Za-z0-9_-]{20}):([A-Za-z0-9_-]{22})\b")
+_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
+
+_known_secrets: set[str] = set()
+_known_lock = threading.Lock()
+_MAX_KNOWN_SECRETS = 10_000
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that any later occurrence in any log event is redacted.
+
+    Rotator registers every API key secret and encoded credential it handles, so that even a
+    secret in an unexpected place (a library's exception text) never reaches a log line.
+    """
+    if len(value) < 8:
+        return
+    with _known_lock:
+        if len(_known_secrets) >= _MAX_KNOWN_SECRETS:
+            _known_secrets.pop()
+        _known_secrets.add(value)
+
+
+def is_secret_key(key: object) -> bool:
+    """Tell whether a mapping key names a secret value."""
+    if not isinstance(key, str):
+        return False
+    name = key.lower().replace("-", "_").replace(".", "_")
+    if name in SECRET_KEYS:
+        return True
+    if name.endswith(_REFERENCE_SUFFIXES):
+        return False
+    return name.endswith(_SECRET_SUFFIXES)
+
+
+def redact_text(text: str) -> str:
+    """Remove anything that looks like a credential from free text."""
+    with _known_lock:
+        known = [s for s in _known_secrets if s in text]
+    for secret in known:
+        text = text.replace(secret, REDACTED)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m[1]}:{REDACTED}@", text)
+    text = _KEY_VALUE.sub(lambda m: f"{m[1]}{REDACTED}", text)
+    text = _ID_SECRET.sub(lambda m: f"{m[1]}:{REDACTED}", text)
+    return _BASE64_TOKEN.sub(_redact_encoded_pair, text)
+
+
+def _redact_encoded_pair(match: re.Match[str]) -> str:
+    token = match[0]
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return token
+    head, sep, tail = decoded.partition(":")
+    if sep and head and tail and decoded.isprintable():
+        return REDACTED
+    return token
+
+
+def redact_value(value: Any) -> Any:
+    """Return ``value`` with secrets removed, recursing into mappings and sequences."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "replace"))
+    if isinstance(value, Mapping):
+        return {k: REDACTED if is_secret_key(k) else redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact_value(v) for v in value]
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact_text(str(value))
+
+
+def redact(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: redact every field of the event, at any depth."""
+    return {
+        key: REDACTED if is_secret_key(key) else redact_value(value)
+        for key, value in event_dict.items()
+    }
+
+
+# --- ECS field names -----------------------------------------------------------------------------
+
+_ECS_RENAMES = {
+    "event": "message",
+    "level": "log.level",
+    "logger": "log.logger",
+    "timestamp": "@timestamp",
+    "action": "event.action",
+    "outcome": "event.outcome",
+    "reason": "event.reason",
+    "duration": "event.duration",
+    "error": "error.message",
+    "error_type": "error.type",
+    "exception": "error.stack_trace",
+    "stack": "error.stack_trace",
+}
+
+
+def to_ecs(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Rename fields to ECS names; rotator's own fields go under ``rotator.``."""
+    out: dict[str, Any] = {}
+    for key, value in event_dict.items():
+        if key in _ECS_RENAMES:
+            out[_ECS_RENAMES[key]] = value
+        elif key.startswith("@") or "." in key:
+            out[key] = value
+        else:
+            out[f"rotator.{key}"] = value
+    out.setdefault("ecs.version", ECS_VERSION)
+    ordered: dict[str, Any] = {
+        k: out.pop(k) for k in ("@timestamp", "log.level", "message") if k in out
+    }
+    return {**ordered, **out}
+
+
+def _timestamper(clock: Clock) -> Processor:
+    def stamp(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+        now = clock.now()
+        event_dict.setdefault(
+            "timestamp", now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+        return event_dict
+
+    return stamp
+
+
+_METHOD_LEVELS = {"warn": "warning", "exception": "error", "fatal": "critical", "msg": "info"}
+
+
+def _level_name(_logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    if "level" in event_dict:
+        event_dict["level"] = str(event_dict["level"]).lower()
+    else:
+        event_dict["level"] = _METHOD_LEVELS.get(method, method)
+    return event_dict
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+_LIBRARY_LEVELS = {
+    "elastic_transport": logging.WARNING,
+    "elasticsearch": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "sqlalchemy": logging.WARNING,
+    "alembic": logging.WARNING,
+    "apscheduler": logging.INFO,
+}
+
+
+def configure(
+    level: str = "info",
+    fmt: str = "auto",
+    stream: IO[str] | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Route structlog and the standard logging module through one redacting pipeline.
+
+    Args:
+        level: lowest level written (debug, info, warning, error).
+        fmt: ``json``, ``console``, or ``auto`` (console when the stream is a terminal).
+        stream: where log lines go; standard error by default, so that command output on
+            standard output stays machine-readable.
+        clock: the time source for ``@timestamp``.
+    """
+    stream = stream if stream is not None else sys.stderr
+    numeric = logging.getLevelName(level.upper())
+    use_json = fmt == "json" or (fmt == "auto" and not _isatty(stream))
+    pre_chain = _pre_chain(clock or SystemClock())
+    renderer: list[Processor] = (
+        [to_ecs, structlog.processors.JSONRenderer(sort_keys=False, default=str)]
+        if use_json
+        else [structlog.dev.ConsoleRenderer(colors=_isatty(stream))]
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=pre_chain,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact, *renderer],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name, lib_level in _LIBRARY_LEVELS.items():
+        logging.getLogger(name).setLevel(
+            numeric if numeric == logging.DEBUG else max(lib_level, numeric)
+        )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.filter_by_level,
+            *pre_chain,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def _pre_chain(clock: Clock) -> list[Processor]:
+    return [
+        structlog.stdlib.add_logger_name,
+        _level_name,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        _timestamper(clock),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        structlog.processors.UnicodeDecoder(),
+    ]
+
+
+def _isatty(stream: IO[str]) -> bool:
+    isatty: Callable[[], bool] | None = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:
+        return False
+
+
+def get_logger(name: str = "rotator", **initial: Any) -> structlog.stdlib.BoundLogger:
+    """Return a logger bound to ``initial`` fields."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger.bind(**initial) if initial else logger
+
+
+def redact_mapping(values: MutableMapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Redact a mapping meant for a place other than logs (notifications, error details)."""
+    items = values.items() if isinstance(values, Mapping) else values
+    return {k: REDACTED if is_secret_key(k) else redact_value(v) for k, v in items}

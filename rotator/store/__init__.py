@@ -1,0 +1,1 @@
+"""The durable record: tables, engine and sessions, repositories and the leader lease."""

@@ -1,0 +1,97 @@
+"""The command line as a user runs it: help for every verb, exit codes, absent features."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VERBS = [
+    ["run"],
+    ["once"],
+    ["plan"],
+    ["status"],
+    ["rotate"],
+    ["keys"],
+    ["purge"],
+    ["audit"],
+    ["check-config"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "current"],
+    ["sandbox"],
+    ["sandbox", "serve"],
+    ["sandbox", "demo"],
+]
+NOT_YET = [
+    ["run"],
+    ["once"],
+    ["plan"],
+    ["status"],
+    ["rotate", "web"],
+    ["rotate", "--all"],
+    ["keys"],
+    ["purge"],
+    ["audit"],
+    ["sandbox", "serve"],
+    ["sandbox", "demo"],
+]
+
+
+def rotator(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ROTATOR_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "rotator", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_every_verb_has_help(verb: list[str], tmp_path: Path) -> None:
+    result = rotator(*verb, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: rotator")
+
+
+@pytest.mark.parametrize("verb", NOT_YET, ids=" ".join)
+def test_absent_features_say_so_and_exit_2(verb: list[str], tmp_path: Path) -> None:
+    result = rotator(*verb, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "is not available in rotator" in result.stderr
+    assert not (tmp_path / "rotator.db").exists()
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    result = rotator("no-such-verb", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    result = rotator("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("rotator ")
+
+
+def test_embedded_defaults_when_no_config(tmp_path: Path) -> None:
+    result = rotator("check-config", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("(embedded defaults): ok: 0 source(s)")
+
+
+def test_local_rotator_yaml_is_picked_up(tmp_path: Path) -> None:
+    (tmp_path / "rotator.yaml").write_text("log: {level: loud}\n")
+    result = rotator("check-config", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.startswith("log.level:")

@@ -1,0 +1,175 @@
+"""Redaction and ECS rendering of log events."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import structlog
+
+from rotator import log
+from rotator.clock import ManualClock
+
+KEY_ID = "VuaCfGcBCdbkQm-e5aOx"
+SECRET = "ui2lp2axTNmsyakw9tvNnw"
+ENCODED = base64.b64encode(f"{KEY_ID}:{SECRET}".encode()).decode()
+PASSWORD = "correct-horse-battery"
+NOW = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    log.configure(level="debug", fmt="json", stream=out, clock=ManualClock(NOW))
+    yield out
+    log.configure(level="info", fmt="json", stream=io.StringIO())
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def assert_clean(text: str) -> None:
+    for secret in (SECRET, ENCODED, PASSWORD):
+        assert secret not in text
+
+
+# Each row: a field value that carries a secret somewhere.
+CARRIERS = [
+    pytest.param({"api_key": SECRET}, id="api_key-key"),
+    pytest.param({"encoded": ENCODED}, id="encoded-key"),
+    pytest.param(
+        {"response": {"id": KEY_ID, "api_key": SECRET, "encoded": ENCODED}}, id="es-response"
+    ),
+    pytest.param([{"deep": [{"password": PASSWORD}]}], id="nested-list"),
+    pytest.param({"headers": {"Authorization": f"ApiKey {ENCODED}"}}, id="auth-header-key"),
+    pytest.param(f"sent header authorization: ApiKey {ENCODED} ok", id="apikey-in-text"),
+    pytest.param(
+        f"Basic {base64.b64encode(f'elastic:{PASSWORD}'.encode()).decode()}", id="basic-in-text"
+    ),
+    pytest.param(f"Bearer {SECRET}{SECRET}", id="bearer-in-text"),
+    pytest.param(f"credential {ENCODED} leaked", id="bare-encoded"),
+    pytest.param(f"id:key is {KEY_ID}:{SECRET}", id="id-colon-secret"),
+    pytest.param(f"https://elastic:{PASSWORD}@es.example:9200/", id="url-userinfo"),
+    pytest.param(f'{{"password": "{PASSWORD}", "user": "x"}}', id="json-text"),
+    pytest.param(f"login password={PASSWORD} user=x", id="key-value-text"),
+    pytest.param(("tuple", {"es_password": PASSWORD}), id="suffix-key-in-tuple"),
+    pytest.param(ValueError(f"could not use {ENCODED}"), id="exception-object"),
+    pytest.param(f"{ENCODED}".encode(), id="bytes"),
+]
+
+
+@pytest.mark.parametrize("value", CARRIERS)
+def test_secret_in_any_field_is_redacted(stream: io.StringIO, value: object) -> None:
+    log.get_logger("rotator.test").info("event", payload=value)
+    out = stream.getvalue()
+    assert_clean(out)
+    assert log.REDACTED in out
+
+
+@pytest.mark.parametrize("value", CARRIERS)
+def test_secret_in_the_message_itself_is_redacted(stream: io.StringIO, value: object) -> None:
+    log.get_logger("rotator.test").warning(f"failed with {value}")
+    assert_clean(stream.getvalue())
+
+
+def test_secret_keys_at_top_level_are_redacted(stream: io.StringIO) -> None:
+    log.get_logger().info("x", password=PASSWORD, api_key=SECRET, Authorization="Basic abc")
+    (event,) = lines(stream)
+    assert event["rotator.password"] == log.REDACTED
+    assert event["rotator.api_key"] == log.REDACTED
+    assert event["rotator.Authorization"] == log.REDACTED
+
+
+def test_references_and_ids_are_kept(stream: io.StringIO) -> None:
+    log.get_logger().info(
+        "x", password_env="ES_PW", key_id=KEY_ID, secret_fingerprint="ab" * 32, name="rotator-web-3"
+    )
+    (event,) = lines(stream)
+    assert event["rotator.password_env"] == "ES_PW"
+    assert event["rotator.key_id"] == KEY_ID
+    assert event["rotator.secret_fingerprint"] == "ab" * 32
+    assert event["rotator.name"] == "rotator-web-3"
+
+
+def test_registered_secret_is_redacted_anywhere(stream: io.StringIO) -> None:
+    odd = "Zq8-unusual_secret_value"
+    log.register_secret(odd)
+    log.get_logger().error("boom", detail=f"library said {odd}!")
+    assert odd not in stream.getvalue()
+
+
+def test_exception_traceback_is_redacted(stream: io.StringIO) -> None:
+    try:
+        raise RuntimeError(f"request failed: Authorization: ApiKey {ENCODED}")
+    except RuntimeError:
+        log.get_logger().exception("request failed")
+    (event,) = lines(stream)
+    assert event["log.level"] == "error"
+    assert "RuntimeError" in str(event["error.stack_trace"])
+    assert_clean(json.dumps(event))
+
+
+def test_stdlib_loggers_go_through_the_same_pipeline(stream: io.StringIO) -> None:
+    logging.getLogger("elastic_transport.transport").warning(
+        "POST %s headers=%s",
+        "https://es:9200/_security/api_key",
+        {"authorization": f"ApiKey {ENCODED}"},
+    )
+    (event,) = lines(stream)
+    assert event["log.logger"] == "elastic_transport.transport"
+    assert event["log.level"] == "warning"
+    assert_clean(json.dumps(event))
+
+
+def test_ecs_field_names_and_timestamp_from_the_clock(stream: io.StringIO) -> None:
+    log.get_logger("rotator.jobs").info(
+        "key rotated", action="rotate", outcome="success", source="web"
+    )
+    (event,) = lines(stream)
+    assert list(event)[:3] == ["@timestamp", "log.level", "message"]
+    assert event["@timestamp"] == "2026-03-04T05:06:07.890Z"
+    assert event["message"] == "key rotated"
+    assert event["event.action"] == "rotate"
+    assert event["event.outcome"] == "success"
+    assert event["rotator.source"] == "web"
+    assert event["log.logger"] == "rotator.jobs"
+    assert event["ecs.version"] == log.ECS_VERSION
+
+
+def test_level_filters_events() -> None:
+    out = io.StringIO()
+    log.configure(level="warning", fmt="json", stream=out)
+    log.get_logger().info("hidden")
+    log.get_logger().warning("shown")
+    assert [e["message"] for e in lines(out)] == ["shown"]
+
+
+def test_console_rendering_is_redacted_too() -> None:
+    out = io.StringIO()
+    log.configure(level="info", fmt="console", stream=out)
+    log.get_logger().info("made key", encoded=ENCODED, note=f"ApiKey {ENCODED}")
+    assert "made key" in out.getvalue()
+    assert_clean(out.getvalue())
+
+
+def test_capture_logs_still_works_for_tests() -> None:
+    with structlog.testing.capture_logs() as captured:
+        log.get_logger().info("hello", action="probe")
+    assert captured[0]["event"] == "hello"
+    assert captured[0]["action"] == "probe"
+
+
+def test_ordinary_base64_is_not_redacted() -> None:
+    plain = base64.b64encode(b"just some bytes without a separator here!").decode()
+    assert log.redact_text(plain) == plain
+
+
+def test_references_in_text_are_kept() -> None:
+    text = "configure password_env=ES_PW and token_count=3"
+    assert log.redact_text(text) == text
