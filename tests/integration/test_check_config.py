@@ -377,7 +377,7 @@ def test_config_selected_by_environment_variable(tmp_path: Path) -> None:
 
 def test_other_commands_do_nothing_on_an_invalid_config(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("store: {url: 'sqlite:///%s/r.db'}\nlog: {level: loud}\n" % tmp_path)
+    config.write_text(f"store: {{url: 'sqlite:///{tmp_path}/r.db'}}\nlog: {{level: loud}}\n")
     for verb in (["db", "upgrade"], ["db", "current"], ["status"], ["once"]):
         result = run_cli("--config", str(config), *verb, cwd=tmp_path)
         assert result.returncode == 2, (verb, result)
