@@ -143,6 +143,39 @@ def cmd_db_current(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_sandbox_serve(args: argparse.Namespace, ctx: Context) -> int:
+    """Serve the emulated Elasticsearch until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from rotator.sandbox import Sandbox, parse_user_spec
+
+    ctx.load()
+    try:
+        users = [parse_user_spec(text) for text in args.user]
+        sandbox = Sandbox.start(
+            host=args.host, port=args.port, version=args.version, users=users, state_file=args.state
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    ctx.emit(f"listening on {sandbox.url}")
+    if not any(u[0] == "elastic" for u in users):
+        ctx.emit(f"superuser: elastic / {sandbox.elastic_password}")
+    ctx.stdout.flush()
+    while not stop.wait(0.5):
+        pass
+    sandbox.stop()
+    if args.state:
+        sandbox.save()
+        print(f"state saved to {args.state}", file=ctx.stderr)
+    return EXIT_OK
+
+
 def not_yet(feature: str) -> Handler:
     """A verb whose feature this version does not have: it says so, after checking the config."""
 
@@ -234,12 +267,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="an emulated Elasticsearch for demos and tests",
     )
     sb_verbs = sandbox.add_subparsers(dest="sandbox_verb", metavar="ACTION", required=True)
-    for name, text in (
-        ("serve", "serve the emulated Elasticsearch over HTTP"),
-        ("demo", "show rotator working against an in-process sandbox"),
-    ):
-        sub = sb_verbs.add_parser(name, help=text, description=text)
-        sub.set_defaults(handler=not_yet("the sandbox"), verb_name=f"sandbox {name}")
+    serve = sb_verbs.add_parser(
+        "serve",
+        help="serve the emulated Elasticsearch over HTTP",
+        description="Serve the emulated Elasticsearch security API over HTTP until SIGTERM or "
+        "SIGINT. The first line printed is `listening on http://HOST:PORT`.",
+    )
+    serve.set_defaults(handler=cmd_sandbox_serve, verb_name="sandbox serve")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=9200, help="port (default: 9200; 0 for any free)"
+    )
+    serve.add_argument("--version", default="8.17.4", help="Elasticsearch version to emulate")
+    serve.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME:PASSWORD:ROLE",
+        help="a bootstrap user (repeatable); `elastic` sets the superuser's password, which is "
+        "random and printed otherwise",
+    )
+    serve.add_argument("--state", metavar="FILE", help="load state from FILE and save it on exit")
+    demo = sb_verbs.add_parser("demo", help="show rotator working against an in-process sandbox")
+    demo.set_defaults(handler=not_yet("the guided demo"), verb_name="sandbox demo")
     return parser
 
 

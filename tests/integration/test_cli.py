@@ -38,7 +38,6 @@ NOT_YET = [
     ["keys"],
     ["purge"],
     ["audit"],
-    ["sandbox", "serve"],
     ["sandbox", "demo"],
 ]
 
