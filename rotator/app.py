@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
+
 from sqlalchemy.engine import Engine
 
+from rotator.audit import AuditLog
+from rotator.clock import Clock
 from rotator.config import Config
+from rotator.executor import Lifecycle
+from rotator.model import SourceSpec
+from rotator.ports import KeyAuthority, Sink
 from rotator.secrets import resolve_secret
-from rotator.store.db import make_engine, require_current_schema
+from rotator.store.db import make_engine, require_current_schema, session_factory
 
 
 def open_engine(config: Config) -> Engine:
@@ -32,3 +40,39 @@ def open_current_store(config: Config) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+def build_lifecycle(
+    config: Config,
+    engine: Engine,
+    clock: Clock,
+    *,
+    authority: KeyAuthority | None = None,
+    checkpoint: Callable[[str], None] | None = None,
+) -> Lifecycle:
+    """Wire the lifecycle: store sessions, the Elasticsearch authority, sinks and the audit log."""
+    from rotator.delivery import build_sink
+    from rotator.elastic import ElasticKeyAuthority, client_from_config
+
+    sessions = session_factory(engine)
+    if authority is None:
+        authority = ElasticKeyAuthority(client_from_config(config.elasticsearch))
+    cache: dict[str, list[Sink]] = {}
+
+    def sinks(spec: SourceSpec) -> list[Sink]:
+        if spec.name not in cache:
+            cache[spec.name] = [build_sink(c, clock=clock, source=spec.name) for c in spec.sinks]
+        return cache[spec.name]
+
+    service = config.service
+    return Lifecycle(
+        sessions=sessions,
+        authority=authority,
+        clock=clock,
+        audit=AuditLog(sessions, actor=f"rotator@{socket.gethostname()}"),
+        sinks=sinks,
+        backoff_initial=service.backoff_initial,
+        backoff_max=service.backoff_max,
+        max_parallel=service.max_parallel,
+        checkpoint=checkpoint,
+    )

@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from rotator.durations import DurationError, format_duration, parse_duration
 from rotator.errors import ConfigError
+from rotator.scoping import Grants, lint, preset_grants
 
 # Keys that would hold a secret inline; each has a *_env / *_file replacement.
 INLINE_SECRET_KEYS = frozenset(
@@ -209,6 +210,7 @@ class ExecSink(Section):
 
     type: Literal["exec"]
     argv: list[Text] = Field(min_length=1)
+    stdin_format: Literal["id:api_key", "encoded"] = "id:api_key"
     timeout: PositiveDuration = timedelta(seconds=60)
     ack_command: list[Text] | None = None
     ack_timeout: PositiveDuration = timedelta(seconds=60)
@@ -229,12 +231,20 @@ class WebhookSink(Section):
 Sink = Annotated[Union[FileSink, ExecSink, WebhookSink], Field(discriminator="type")]  # noqa: UP007
 
 
+Preset = Literal["logs-writer", "metrics-writer", "traces-writer"]
+
+
 class SourceConfig(Section):
     """One ingestion source that needs a current, minimally scoped key."""
 
     name: Text
     description: str | None = None
-    privileges: SourcePrivileges
+    preset: Preset | None = None
+    dataset: Text | None = None
+    namespace: Text = "default"
+    privileges: SourcePrivileges = Field(default_factory=SourcePrivileges)
+    allow_broad_privileges: bool = False
+    justification: Text | None = None
     lifetime: PositiveDuration | None = None
     rotate_before: PositiveDuration | None = None
     overlap: PositiveDuration | None = None
@@ -242,6 +252,16 @@ class SourceConfig(Section):
     critical_before: PositiveDuration | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     deliver: list[Sink] = Field(default_factory=list)
+
+    def grants(self) -> Grants:
+        """The privileges the key gets: the preset's and the explicit ones together."""
+        explicit = Grants.build(
+            self.privileges.cluster,
+            [(entry.names, entry.privileges) for entry in self.privileges.indices],
+        )
+        if self.preset is None or self.dataset is None:
+            return explicit
+        return preset_grants(self.preset, self.dataset, self.namespace).union(explicit)
 
 
 @dataclass(frozen=True)
@@ -615,14 +635,36 @@ def _source_checks(source: SourceConfig, at: str) -> list[str]:
             f"{at}.name: {source.name!r} is not a valid source name: use 1-63 lowercase letters, "
             "digits, '.', '_' or '-', starting with a letter or digit"
         )
-    if not source.privileges.cluster and not source.privileges.indices:
-        problems.append(
-            f"{at}.privileges: grant at least one cluster or index privilege; a key with no "
-            "role descriptor would carry all of rotator's own privileges"
-        )
+    problems.extend(_grant_checks(source, at))
     for index, sink in enumerate(source.deliver):
         problems.extend(_sink_checks(sink, f"{at}.deliver[{index}]"))
     return problems
+
+
+def _grant_checks(source: SourceConfig, at: str) -> list[str]:
+    problems = []
+    if source.preset is not None and source.dataset is None:
+        problems.append(f"{at}.dataset: required with preset {source.preset!r}")
+    if source.dataset is not None and source.preset is None:
+        problems.append(f"{at}.dataset: only used with a preset")
+    for field_name in ("dataset", "namespace"):
+        value = getattr(source, field_name)
+        if value is not None and not re.fullmatch(r"[a-z0-9_.]+", value):
+            problems.append(
+                f"{at}.{field_name}: {value!r} may only hold lowercase letters, digits, '_' and '.'"
+            )
+    if source.allow_broad_privileges and not source.justification:
+        problems.append(f"{at}.justification: required with allow_broad_privileges: true")
+    if source.justification and not source.allow_broad_privileges:
+        problems.append(f"{at}.justification: only used with allow_broad_privileges: true")
+    grants = source.grants()
+    if grants.is_empty() and source.preset is None:
+        problems.append(
+            f"{at}.privileges: grant at least one cluster or index privilege (or use a preset); a "
+            "key with no role descriptor would carry all of rotator's own privileges"
+        )
+        return problems
+    return problems + lint(grants, at, allow_broad=source.allow_broad_privileges)
 
 
 def _sink_checks(sink: FileSink | ExecSink | WebhookSink, at: str) -> list[str]:

@@ -145,7 +145,10 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object, bu
 
 def _sqlite_on_begin(connection: Connection) -> None:
     # A real BEGIN, so reads and writes of one unit of work see one snapshot and DDL is atomic.
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
+    # gets SQLITE_BUSY at once (no busy wait) when another writer got there first, which breaks
+    # parallel workers. WAL readers are not blocked by it.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _server_engine(url: URL, busy_timeout: timedelta, echo: bool) -> Engine:

@@ -205,6 +205,7 @@ class ApiKey(Base):
     invalidated_at: Mapped[datetime | None]
     secret_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     config_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    policy_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class ManagedKey(Base):

@@ -213,14 +213,14 @@ INVALID = [
     (
         "source-missing-fields",
         AUTH + "sources:\n  - {metadata: {}}\n",
-        ["sources[0].name: is required", "sources[0].privileges: is required"],
+        ["sources[0].name: is required"],
     ),
     (
         "empty-privileges",
         AUTH + "sources:\n  - {name: web, privileges: {}}\n",
         [
-            "sources[0].privileges: grant at least one cluster or index privilege; a key with no "
-            "role descriptor would carry all of rotator's own privileges"
+            "sources[0].privileges: grant at least one cluster or index privilege (or use a "
+            "preset); a key with no role descriptor would carry all of rotator's own privileges"
         ],
     ),
     (
@@ -304,6 +304,66 @@ INVALID = [
         ["service.backoff_initial: must not be longer than service.backoff_max (1h)"],
     ),
     (
+        "lint-cluster-admin",
+        AUTH + SOURCE.replace("cluster: [monitor]", "cluster: [monitor, manage_security]"),
+        [
+            "sources[0].privileges.cluster: 'manage_security' would let the key administer the cluster "
+            "or its security (or set allow_broad_privileges: true with a justification)"
+        ],
+    ),
+    (
+        "lint-cluster-not-ingest",
+        AUTH + SOURCE.replace("cluster: [monitor]", "cluster: [create_snapshot]"),
+        [
+            "sources[0].privileges.cluster: 'create_snapshot' is not needed to ship data; allowed: "
+            "monitor, read_ilm, read_pipeline, read_slm (or set allow_broad_privileges: true with a "
+            "justification)"
+        ],
+    ),
+    (
+        "lint-index-wildcard",
+        AUTH + SOURCE.replace("names: [logs-web-default]", "names: ['*-web']"),
+        [
+            "sources[0].privileges.indices: index pattern '*-web' reaches every index; name the data "
+            "stream or a prefix (or set allow_broad_privileges: true with a justification)"
+        ],
+    ),
+    (
+        "lint-system-index",
+        AUTH + SOURCE.replace("names: [logs-web-default]", "names: [.security-7]"),
+        [
+            "sources[0].privileges.indices: index pattern '.security-7' reaches system or hidden "
+            "indices (or set allow_broad_privileges: true with a justification)"
+        ],
+    ),
+    (
+        "lint-index-privilege-above-write",
+        AUTH + SOURCE.replace("privileges: [create_doc]", "privileges: [create_doc, delete_index]"),
+        [
+            "sources[0].privileges.indices: index privilege 'delete_index' goes beyond writing "
+            "documents; allowed: auto_configure, create, create_doc, delete, index, monitor, read, "
+            "view_index_metadata, write (or set allow_broad_privileges: true with a justification)"
+        ],
+    ),
+    (
+        "broad-without-justification",
+        AUTH + SOURCE + "    allow_broad_privileges: true\n",
+        ["sources[0].justification: required with allow_broad_privileges: true"],
+    ),
+    (
+        "preset-without-dataset",
+        AUTH + "sources:\n  - {name: web, preset: logs-writer}\n",
+        ["sources[0].dataset: required with preset 'logs-writer'"],
+    ),
+    (
+        "preset-unknown",
+        AUTH + "sources:\n  - {name: web, preset: everything, dataset: x}\n",
+        [
+            "sources[0].preset: expected one of 'logs-writer', 'metrics-writer' or 'traces-writer', "
+            "got 'everything'"
+        ],
+    ),
+    (
         "many-problems-at-once",
         "bogus: 1\nstore: {url: 'mysql://x/y'}\nlog: {level: loud}\ndefaults: {lifetime: 1y}\n",
         [
@@ -336,6 +396,17 @@ def test_invalid_config_lists_every_problem_and_exits_2(
         assert lines == expected
     assert result.stderr.strip() == f"{config}: {len(lines)} problem(s)"
     assert not list(tmp_path.glob("*.db")), "an invalid config must not create a store"
+
+
+def test_broad_privileges_with_justification_pass(tmp_path: Path) -> None:
+    config = tmp_path / "broad.yaml"
+    config.write_text(
+        AUTH
+        + SOURCE.replace("cluster: [monitor]", "cluster: [manage_ilm]")
+        + "    allow_broad_privileges: true\n    justification: sets up its own ILM policy\n"
+    )
+    result = run_cli("check-config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
 
 
 def test_the_table_is_large_enough() -> None:

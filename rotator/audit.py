@@ -1,0 +1,145 @@
+"""The audit trail: append-only events in the store, each chained to the one before by SHA-256.
+
+Every event's hash covers its sequence number, time, actor, action, subject, outcome, details and
+the previous event's hash, so removing, reordering or editing any event breaks every hash after
+it. Details are redacted before they are hashed and stored: no secret ever enters the trail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from rotator.log import get_logger, redact_mapping
+from rotator.store.models import AuditEvent
+from rotator.store.repositories import AuditRepository
+
+GENESIS = "0" * 64
+_APPEND_ATTEMPTS = 5
+_log = get_logger("rotator.audit")
+
+
+def event_hash(
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    outcome: str,
+    details: Mapping[str, Any],
+) -> str:
+    """The hash of one event, over canonical JSON of all its fields and its predecessor's hash."""
+    canonical = json.dumps(
+        {
+            "prev_hash": prev_hash,
+            "seq": seq,
+            "at": at.isoformat(),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "outcome": outcome,
+            "details": details,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditLog:
+    """Appends events for one actor; safe to share between threads."""
+
+    def __init__(self, session_factory: Callable[[], Session], actor: str) -> None:
+        self._sessions = session_factory
+        self.actor = actor
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        *,
+        now: datetime,
+        action: str,
+        subject: str,
+        outcome: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one event in its own transaction; returns its sequence number.
+
+        Concurrent writers (other replicas) that chain to the same predecessor lose the race on
+        the unique ``prev_hash``; the append is then retried on the new tail.
+        """
+        clean = json.loads(json.dumps(redact_mapping(dict(details or {})), default=str))
+        with self._lock:
+            for attempt in range(_APPEND_ATTEMPTS):
+                try:
+                    return self._append(now, action, subject, outcome, clean)
+                except IntegrityError:
+                    _log.info("audit append raced another writer", attempt=attempt + 1)
+            raise RuntimeError(f"audit append failed {_APPEND_ATTEMPTS} times in a row")
+
+    def _append(
+        self, now: datetime, action: str, subject: str, outcome: str, details: dict[str, Any]
+    ) -> int:
+        with self._sessions() as session, session.begin():
+            repo = AuditRepository(session)
+            last = repo.last()
+            prev = last.hash if last is not None else GENESIS
+            seq = repo.next_seq()
+            digest = event_hash(prev, seq, now, self.actor, action, subject, outcome, details)
+            event = AuditEvent(
+                seq=seq,
+                at=now,
+                actor=self.actor,
+                action=action,
+                subject=subject,
+                outcome=outcome,
+                details_json=details,
+                prev_hash=prev,
+                hash=digest,
+            )
+            repo.append(event)
+            return seq
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of checking the whole chain."""
+
+    ok: bool
+    events: int
+    broken_at: int | None = None
+    reason: str = ""
+
+
+def verify(session: Session) -> Verification:
+    """Recompute every hash in sequence order and report the first break."""
+    prev = GENESIS
+    count = 0
+    for event in AuditRepository(session).iter_events():
+        count += 1
+        if event.prev_hash != prev:
+            return Verification(False, count, event.seq, "does not chain to the event before it")
+        expected = event_hash(
+            prev,
+            event.seq,
+            event.at,
+            event.actor,
+            event.action,
+            event.subject,
+            event.outcome,
+            event.details_json,
+        )
+        if expected != event.hash:
+            return Verification(False, count, event.seq, "its content does not match its hash")
+        prev = event.hash
+    return Verification(True, count)

@@ -1,0 +1,221 @@
+"""KeyAuthority over elasticsearch-py: the only module that imports ``elasticsearch``.
+
+Library exceptions are translated here into rotator's errors, so nothing above this module knows
+the client exists. Messages carry the status, the error type and reason Elasticsearch gave, and
+never a credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+from rotator.config import ElasticsearchConfig
+from rotator.errors import (
+    AuthenticationFailed,
+    AuthorityRejected,
+    AuthorityUnavailable,
+    PermissionDenied,
+    RotatorError,
+)
+from rotator.log import register_secret
+from rotator.ports import Credential, KeyInfo
+from rotator.secrets import resolve_secret
+
+PAGE_SIZE = 1000
+RETRY_STATUSES = (429, 502, 503, 504)
+T = TypeVar("T")
+
+
+def client_from_config(config: ElasticsearchConfig) -> Elasticsearch:
+    """Build the client rotator authenticates with, resolving the secret references."""
+    auth: dict[str, Any] = {}
+    if config.username is not None:
+        password = resolve_secret(
+            config.password_env, config.password_file, "elasticsearch.password"
+        )
+        auth["basic_auth"] = (config.username, password)
+    elif config.bearer_token_env or config.bearer_token_file:
+        token = resolve_secret(
+            config.bearer_token_env, config.bearer_token_file, "elasticsearch.bearer_token"
+        )
+        auth["bearer_auth"] = token
+    elif config.api_key_env or config.api_key_file:
+        auth["api_key"] = resolve_secret(
+            config.api_key_env, config.api_key_file, "elasticsearch.api_key"
+        )
+    for value in auth.values():
+        register_secret(value if isinstance(value, str) else value[1])
+    if config.ca_certs is not None:
+        auth["ca_certs"] = config.ca_certs
+    return Elasticsearch(
+        list(config.hosts),
+        verify_certs=config.verify_certs,
+        request_timeout=config.request_timeout.total_seconds(),
+        max_retries=config.max_retries,
+        retry_on_status=RETRY_STATUSES,
+        retry_on_timeout=True,
+        **auth,
+    )
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Turn client exceptions into rotator errors naming ``what`` was being done."""
+    try:
+        yield
+    except ApiError as exc:
+        raise _api_error(what, exc) from None
+    except TransportError as exc:
+        raise AuthorityUnavailable(
+            f"{what}: Elasticsearch unreachable: {type(exc).__name__}"
+        ) from None
+
+
+def _api_error(what: str, exc: ApiError) -> RotatorError:
+    status = exc.status_code
+    detail = f"{what}: Elasticsearch answered {status} {exc.error}: {_reason(exc)}"
+    if status == 401:
+        return AuthenticationFailed(detail)
+    if status == 403:
+        return PermissionDenied(detail)
+    if status in RETRY_STATUSES or status >= 500:
+        return AuthorityUnavailable(detail)
+    return AuthorityRejected(detail)
+
+
+def _reason(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    if isinstance(error, dict):
+        return str(error.get("reason", ""))
+    return str(error or "")
+
+
+def _ms(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _info(doc: Mapping[str, Any]) -> KeyInfo:
+    creation = _ms(doc.get("creation"))
+    return KeyInfo(
+        id=doc["id"],
+        name=doc.get("name") or "",
+        creation=creation or datetime.fromtimestamp(0, UTC),
+        expiration=_ms(doc.get("expiration")),
+        invalidated=bool(doc.get("invalidated")),
+        username=doc.get("username", ""),
+        metadata=doc.get("metadata") or {},
+        role_descriptors=doc.get("role_descriptors") or {},
+    )
+
+
+class ElasticKeyAuthority:
+    """Rotator's own API keys, through the official client, as a manage_own_api_key user."""
+
+    def __init__(
+        self, client: Elasticsearch, key_client: Callable[[str], Elasticsearch] | None = None
+    ):
+        self._es = client
+        self._key_client = key_client or self._client_for_key
+
+    def _client_for_key(self, encoded: str) -> Elasticsearch:
+        return self._es.options(api_key=encoded)
+
+    def whoami(self) -> dict[str, Any]:
+        """The authenticated identity (``_security/_authenticate``)."""
+        with translated("authenticate"):
+            return dict(self._es.security.authenticate().body)
+
+    def create(
+        self,
+        name: str,
+        expiration_seconds: int,
+        role_descriptors: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+    ) -> Credential:
+        """Create a key; the secret is registered for log redaction before anything else."""
+        with translated(f"create API key {name}"):
+            body = self._es.security.create_api_key(
+                name=name,
+                expiration=f"{expiration_seconds}s",
+                role_descriptors=dict(role_descriptors),
+                metadata=dict(metadata),
+            ).body
+        register_secret(body["api_key"])
+        register_secret(body["encoded"])
+        return Credential(
+            id=body["id"],
+            name=body["name"],
+            api_key=body["api_key"],
+            encoded=body["encoded"],
+            source=str(metadata.get("source", "")),
+            expiration=_ms(body.get("expiration")),
+        )
+
+    def update(self, key_id: str, role_descriptors: Mapping[str, Any]) -> bool:
+        """Replace the key's role descriptors (the owner may do this without a new secret)."""
+        with translated(f"update API key {key_id}"):
+            body = self._es.security.update_api_key(
+                id=key_id, role_descriptors=dict(role_descriptors)
+            )
+        return bool(body["updated"])
+
+    def invalidate(self, ids: Sequence[str]) -> list[str]:
+        """Invalidate own keys by id; ids unknown or already invalidated are ignored."""
+        if not ids:
+            return []
+        with translated(f"invalidate {len(ids)} API key(s)"):
+            body = self._es.security.invalidate_api_key(ids=list(ids), owner=True).body
+        if body.get("error_count"):
+            reasons = "; ".join(str(e.get("reason")) for e in body.get("error_details", []))
+            raise AuthorityRejected(
+                f"invalidate API keys: {body['error_count']} error(s): {reasons}"
+            )
+        return list(body.get("invalidated_api_keys", []))
+
+    def get(self, ids: Sequence[str]) -> dict[str, KeyInfo]:
+        """Own keys by id, through one query (unknown ids are absent)."""
+        found: dict[str, KeyInfo] = {}
+        for start in range(0, len(ids), PAGE_SIZE):
+            chunk = list(ids[start : start + PAGE_SIZE])
+            query = {"ids": {"values": chunk}}
+            found.update((k.id, k) for k in self._query(query, len(chunk)))
+        return found
+
+    def find_by_metadata(self, field: str, value: str) -> list[KeyInfo]:
+        """Own keys whose ``metadata.<field>`` equals ``value`` (all pages)."""
+        return list(self.iter_query({"term": {f"metadata.{field}": value}}))
+
+    def iter_query(self, query: Mapping[str, Any]) -> Iterator[KeyInfo]:
+        """Every own key matching ``query``, paged with search_after."""
+        after: list[Any] | None = None
+        while True:
+            with translated("query API keys"):
+                body = self._es.security.query_api_keys(
+                    query=dict(query), size=PAGE_SIZE, sort=["creation", "name"], search_after=after
+                ).body
+            docs = body.get("api_keys", [])
+            yield from (_info(d) for d in docs)
+            if len(docs) < PAGE_SIZE:
+                return
+            after = docs[-1]["_sort"]
+
+    def _query(self, query: Mapping[str, Any], size: int) -> list[KeyInfo]:
+        with translated("query API keys"):
+            body = self._es.security.query_api_keys(query=dict(query), size=size).body
+        return [_info(d) for d in body.get("api_keys", [])]
+
+    def check_privileges(self, credential: Credential, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Authenticate as the new key, then ask ``_has_privileges`` as that key."""
+        as_key = self._key_client(credential.encoded)
+        with translated(f"authenticate as new key {credential.id}"):
+            me = as_key.security.authenticate().body
+        if (me.get("api_key") or {}).get("id") != credential.id:
+            raise AuthorityRejected(f"authenticating as key {credential.id} gave another identity")
+        with translated(f"check privileges of key {credential.id}"):
+            return dict(as_key.security.has_privileges(**dict(body)).body)

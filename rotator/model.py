@@ -1,0 +1,216 @@
+"""The domain's vocabulary: source specs, what is known about keys, and the actions planned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from rotator.config import Config, ExecSink, FileSink, SourceConfig, WebhookSink
+from rotator.scoping import Grants, VerificationSet, fingerprint, role_descriptors, verification_set
+
+SinkConfig = FileSink | ExecSink | WebhookSink
+
+
+class KeyState(StrEnum):
+    """Where a key is in its lifecycle (make before break, then collect late)."""
+
+    PLANNED = "planned"
+    CREATING = "creating"
+    CREATED = "created"
+    VERIFIED = "verified"
+    DELIVERED = "delivered"
+    ACTIVE = "active"
+    RETIRING = "retiring"
+    INVALIDATED = "invalidated"
+    FAILED = "failed"
+
+
+class EsStatus(StrEnum):
+    """What Elasticsearch says about a key rotator tracks."""
+
+    VALID = "valid"
+    INVALIDATED = "invalidated"
+    EXPIRED = "expired"
+    MISSING = "missing"
+    UNKNOWN = "unknown"
+
+
+class ActionKind(StrEnum):
+    """What the executor is asked to do."""
+
+    PROVISION = "provision"
+    ROTATE = "rotate"
+    UPDATE = "update"
+    RETIRE = "retire"
+    RETIRE_SOURCE = "retire-source"
+    RESUME = "resume"
+    INVALIDATE_ORPHAN = "invalidate-orphan"
+    HOLD = "hold"
+    ALERT = "alert"
+
+
+class Reason(StrEnum):
+    """Why an action is planned: a closed vocabulary that the plan, logs and audit share."""
+
+    NO_KEY = "no-key"
+    EXPIRING = "expiring"
+    SPEC_CHANGED = "spec-changed"
+    POLICY_CHANGED = "policy-changed"
+    DRIFTED = "drifted"
+    FORCED = "forced"
+    OVERLAP_ELAPSED = "overlap-elapsed"
+    SOURCE_REMOVED = "source-removed"
+    INTERRUPTED = "interrupted"
+    ORPHANED = "orphaned"
+    BACKOFF = "backoff"
+    EXPIRING_WHILE_FAILING = "expiring-while-failing"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """The desired state of one source, with its policy resolved."""
+
+    name: str
+    grants: Grants
+    metadata: tuple[tuple[str, Any], ...]
+    lifetime: timedelta
+    rotate_before: timedelta
+    overlap: timedelta
+    jitter: timedelta
+    critical_before: timedelta
+    sinks: tuple[SinkConfig, ...] = ()
+    justification: str | None = None
+
+    @property
+    def role_descriptors(self) -> dict[str, Any]:
+        """The key's role descriptors."""
+        return role_descriptors(self.name, self.grants)
+
+    @property
+    def verification(self) -> VerificationSet:
+        """What the new key must and must not be able to do."""
+        return verification_set(self.name, self.grants)
+
+    @property
+    def privileges_fingerprint(self) -> str:
+        """Changes when the key's privileges must change (updated in place)."""
+        return fingerprint(self.role_descriptors)
+
+    @property
+    def policy_fingerprint(self) -> str:
+        """Changes when a new key is needed at the next window (lifetime, metadata)."""
+        return fingerprint(
+            {"lifetime": self.lifetime.total_seconds(), "metadata": dict(self.metadata)}
+        )
+
+    @property
+    def key_metadata(self) -> dict[str, Any]:
+        """The user metadata every key of this source carries (rotator adds its own fields)."""
+        return dict(self.metadata)
+
+    @classmethod
+    def from_config(cls, config: Config, source: SourceConfig) -> SourceSpec:
+        """Resolve a configured source against the defaults."""
+        policy = config.policy_for(source)
+        return cls(
+            name=source.name,
+            grants=source.grants(),
+            metadata=tuple(sorted(source.metadata.items())),
+            lifetime=policy.lifetime,
+            rotate_before=policy.rotate_before,
+            overlap=policy.overlap,
+            jitter=policy.jitter,
+            critical_before=policy.critical_before,
+            sinks=tuple(source.deliver),
+            justification=source.justification,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready record of the desired state, kept in the store (no secrets)."""
+        return {
+            "role_descriptors": self.role_descriptors,
+            "metadata": dict(self.metadata),
+            "lifetime_s": self.lifetime.total_seconds(),
+            "rotate_before_s": self.rotate_before.total_seconds(),
+            "overlap_s": self.overlap.total_seconds(),
+            "jitter_s": self.jitter.total_seconds(),
+            "sinks": [sink.model_dump(mode="json") for sink in self.sinks],
+            "justification": self.justification,
+        }
+
+
+def specs_from_config(config: Config) -> list[SourceSpec]:
+    """Every configured source as a spec."""
+    return [SourceSpec.from_config(config, source) for source in config.sources]
+
+
+@dataclass(frozen=True)
+class KeyView:
+    """A key rotator tracks, as the store and Elasticsearch know it."""
+
+    es_id: str
+    source: str
+    generation: int
+    state: KeyState
+    created_at: datetime
+    expires_at: datetime
+    renewal_at: datetime
+    privileges_fingerprint: str
+    policy_fingerprint: str
+    delivered_at: datetime | None = None
+    retire_at: datetime | None = None
+    es_status: EsStatus = EsStatus.UNKNOWN
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """What the store knows about a source (present in the config or not)."""
+
+    name: str
+    failure_count: int = 0
+    next_attempt_at: datetime | None = None
+    overlap: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything the planner needs to know, gathered before planning."""
+
+    sources: tuple[SourceView, ...] = ()
+    keys: tuple[KeyView, ...] = ()
+    unfinished_rotations: tuple[tuple[str, str], ...] = ()  # (source, rotation id)
+    orphans: tuple[str, ...] = ()  # valid rotator keys that the store does not know
+    forced: frozenset[str] = field(default_factory=frozenset)
+
+    def source(self, name: str) -> SourceView:
+        """The stored view of a source (an empty one when never seen)."""
+        return next((s for s in self.sources if s.name == name), SourceView(name))
+
+    def keys_of(self, name: str) -> list[KeyView]:
+        """The source's keys, newest generation first."""
+        return sorted((k for k in self.keys if k.source == name), key=lambda k: -k.generation)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One planned step, with the reason and the moment it became due."""
+
+    kind: ActionKind
+    source: str
+    reason: Reason
+    due_at: datetime
+    key_id: str | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The action as shown by ``rotator plan --output json``."""
+        return {
+            "action": self.kind.value,
+            "source": self.source,
+            "reason": self.reason.value,
+            "key_id": self.key_id,
+            "due_at": self.due_at.isoformat(),
+            "detail": self.detail,
+        }
