@@ -176,6 +176,118 @@ def cmd_sandbox_serve(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+def _lifecycle_context(ctx: Context) -> tuple[Config, Any, Any]:
+    """Load the config, open a current store and build the lifecycle."""
+    from rotator.app import build_lifecycle, open_current_store
+    from rotator.clock import SystemClock
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    clock = SystemClock()
+    return config, engine, (build_lifecycle(config, engine, clock), clock)
+
+
+def _emit_outcomes(ctx: Context, args: argparse.Namespace, outcomes: Sequence[Any]) -> int:
+    from rotator import commands
+
+    failed = [o for o in outcomes if not o.ok]
+    if args.output == "json":
+        ctx.emit_json({"outcomes": [o.to_json() for o in outcomes], "failed": len(failed)})
+    elif outcomes:
+        ctx.emit(commands.table(commands.OUTCOME_HEADERS, commands.outcome_rows(outcomes)))
+    else:
+        ctx.emit("nothing to do")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the jobs once: provision, rotate, or all."""
+    from rotator import commands
+
+    config, engine, (lifecycle, clock) = _lifecycle_context(ctx)
+    try:
+        with commands.leadership(engine, clock):
+            outcomes = commands.run_once(lifecycle, commands.specs(config), args.job)
+    finally:
+        engine.dispose()
+    return _emit_outcomes(ctx, args, outcomes)
+
+
+def cmd_rotate(args: argparse.Namespace, ctx: Context) -> int:
+    """Rotate the named source (or all) now, whatever its renewal time."""
+    from rotator import commands
+
+    config, engine, (lifecycle, clock) = _lifecycle_context(ctx)
+    try:
+        forced = commands.forced_sources(config, [args.source] if args.source else [], args.all)
+        specs = commands.specs(config)
+        if args.dry_run:
+            actions = [a for a in lifecycle.plan(specs, forced=forced) if a.source in forced]
+            return _emit_plan(ctx, args, actions)
+        with commands.leadership(engine, clock):
+            outcomes = commands.run_once(lifecycle, specs, "all", forced)
+    finally:
+        engine.dispose()
+    return _emit_outcomes(ctx, args, outcomes)
+
+
+def _emit_plan(ctx: Context, args: argparse.Namespace, actions: Sequence[Any]) -> int:
+    from rotator import commands
+
+    if args.output == "json":
+        ctx.emit_json(
+            {"summary": commands.summarize(actions), "actions": [a.to_json() for a in actions]}
+        )
+        return EXIT_OK
+    ctx.emit(commands.summarize(actions))
+    if actions:
+        ctx.emit(commands.table(commands.PLAN_HEADERS, commands.plan_rows(actions)))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
+    """Show what would be done now, and why, without changing anything."""
+    from rotator import commands
+
+    config, engine, (lifecycle, _clock) = _lifecycle_context(ctx)
+    try:
+        actions = lifecycle.plan(commands.specs(config))
+    finally:
+        engine.dispose()
+    return _emit_plan(ctx, args, actions)
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    """Show each source's current key, its times, state, last rotation and failures."""
+    from rotator import commands
+    from rotator.app import open_current_store
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    try:
+        entries = commands.status(engine, config)
+    finally:
+        engine.dispose()
+    if args.output == "json":
+        ctx.emit_json({"sources": entries})
+    elif entries:
+        ctx.emit(commands.table(commands.STATUS_HEADERS, commands.status_rows(entries)))
+    else:
+        ctx.emit("no sources configured or recorded")
+    return EXIT_OK
+
+
+def cmd_sandbox_demo(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the guided demo against an in-process sandbox."""
+    from rotator import log
+    from rotator.demo import run_demo
+
+    config = ctx.load()
+    # The story goes to standard output; only warnings and errors go to the log.
+    log.configure(level=ctx.log_level or "warning", fmt=ctx.log_format or config.log.format)
+    return run_demo(ctx.emit, version=args.version)
+
+
 def not_yet(feature: str) -> Handler:
     """A verb whose feature this version does not have: it says so, after checking the config."""
 
@@ -244,17 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     cur.set_defaults(handler=cmd_db_current, verb_name="db current")
 
     verb("run", not_yet("the scheduler service"), "run the daemon: all jobs on their schedules")
-    once = verb(
-        "once", not_yet("the key lifecycle"), "run the jobs once and exit (0 ok, 1 failures)"
-    )
+    once = verb("once", cmd_once, "run the jobs once and exit (0 ok, 1 some actions failed)")
     once.add_argument("job", nargs="?", choices=("provision", "rotate", "all"), default="all")
-    _add_output(verb("plan", not_yet("the key lifecycle"), "show what would be done now, and why"))
-    _add_output(verb("status", not_yet("the key lifecycle"), "show each source's key and state"))
-    rotate = verb("rotate", not_yet("the key lifecycle"), "rotate a source's key now")
+    _add_output(once)
+    _add_output(verb("plan", cmd_plan, "show what would be done now, and why (changes nothing)"))
+    _add_output(verb("status", cmd_status, "show each source's key, times, state and failures"))
+    rotate = verb("rotate", cmd_rotate, "rotate a source's key now, whatever its renewal time")
     target = rotate.add_mutually_exclusive_group(required=True)
     target.add_argument("source", nargs="?", help="the source to rotate")
     target.add_argument("--all", action="store_true", help="rotate every source")
     rotate.add_argument("--dry-run", action="store_true", help="show what would happen")
+    _add_output(rotate)
     _add_output(verb("keys", not_yet("the managed-key inventory"), "list tracked managed keys"))
     purge = verb("purge", not_yet("bulk invalidation"), "invalidate expired keys in bulk")
     purge.add_argument("--dry-run", action="store_true", help="list what would be invalidated")
@@ -290,8 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
         "random and printed otherwise",
     )
     serve.add_argument("--state", metavar="FILE", help="load state from FILE and save it on exit")
-    demo = sb_verbs.add_parser("demo", help="show rotator working against an in-process sandbox")
-    demo.set_defaults(handler=not_yet("the guided demo"), verb_name="sandbox demo")
+    demo = sb_verbs.add_parser(
+        "demo",
+        help="provision, rotate and retire keys against an in-process sandbox",
+        description="Start an in-process sandbox, create a rotator user with only the role the "
+        "README recommends, provision the sources of config/sandbox.yaml into a temporary "
+        "directory, move both clocks past renewal and past the overlap, and print each step.",
+    )
+    demo.add_argument("--version", default="8.17.4", help="Elasticsearch version to emulate")
+    demo.set_defaults(handler=cmd_sandbox_demo, verb_name="sandbox demo")
     return parser
 
 

@@ -37,6 +37,10 @@ INLINE_SECRET_KEYS = frozenset(
     {"password", "api_key", "bearer_token", "token", "secret", "hmac_secret", "encoded"}
 )
 
+# Metadata rotator writes on every key it creates (used to find keys again after a crash).
+ROTATOR_METADATA = frozenset(
+    {"managed_by", "source", "generation", "rotation_id", "config_fingerprint"}
+)
 SOURCE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -636,6 +640,13 @@ def _source_checks(source: SourceConfig, at: str) -> list[str]:
             "digits, '.', '_' or '-', starting with a letter or digit"
         )
     problems.extend(_grant_checks(source, at))
+    for key in source.metadata:
+        if key.startswith("_"):
+            problems.append(f"{at}.metadata.{key}: Elasticsearch reserves keys starting with '_'")
+        elif key in ROTATOR_METADATA:
+            problems.append(
+                f"{at}.metadata.{key}: set by rotator on every key; choose another name"
+            )
     for index, sink in enumerate(source.deliver):
         problems.extend(_sink_checks(sink, f"{at}.deliver[{index}]"))
     return problems

@@ -338,6 +338,7 @@ class Lifecycle:
                 "reason": action.reason.value,
                 "previous_key_id": action.key_id,
                 "key_name": name,
+                "justification": spec.justification,
             },
         )
         return ids[0], ids[1], name, generation

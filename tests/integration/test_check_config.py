@@ -364,6 +364,14 @@ INVALID = [
         ],
     ),
     (
+        "reserved-metadata",
+        AUTH + SOURCE + "    metadata: {_hidden: 1, rotation_id: x, team: web}\n",
+        [
+            "sources[0].metadata._hidden: Elasticsearch reserves keys starting with '_'",
+            "sources[0].metadata.rotation_id: set by rotator on every key; choose another name",
+        ],
+    ),
+    (
         "many-problems-at-once",
         "bogus: 1\nstore: {url: 'mysql://x/y'}\nlog: {level: loud}\ndefaults: {lifetime: 1y}\n",
         [

@@ -30,15 +30,9 @@ VERBS = [
 ]
 NOT_YET = [
     ["run"],
-    ["once"],
-    ["plan"],
-    ["status"],
-    ["rotate", "web"],
-    ["rotate", "--all"],
     ["keys"],
     ["purge"],
     ["audit"],
-    ["sandbox", "demo"],
 ]
 
 

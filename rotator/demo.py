@@ -1,0 +1,202 @@
+"""``rotator sandbox demo``: provision, ship, rotate and retire against an in-process sandbox."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from rotator import audit
+from rotator.app import build_lifecycle
+from rotator.clock import ManualClock, SystemClock
+from rotator.config import Config, parse_config
+from rotator.durations import format_duration
+from rotator.executor import Lifecycle, Outcome
+from rotator.model import ActionKind, SourceSpec, specs_from_config
+from rotator.scoping import Grants, role_descriptors
+from rotator.store import db
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "sandbox.yaml"
+PASSWORD_ENV = "ROTATOR_DEMO_ES_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
+Emit = Callable[[str], None]
+
+
+def rotator_role(specs: Sequence[SourceSpec]) -> dict[str, Any]:
+    """The role rotator's own user needs: manage_own_api_key plus what it hands out.
+
+    A key can never hold more than its owner, so the owner must hold every privilege its keys
+    get, and nothing else.
+    """
+    merged = Grants()
+    for spec in specs:
+        merged = merged.union(spec.grants)
+    body = role_descriptors("owner", merged)["rotator-owner"]
+    body["cluster"] = sorted({"manage_own_api_key", *body["cluster"]})
+    return dict(body)
+
+
+def run_demo(emit: Emit, config_path: Path = DEMO_CONFIG, version: str = "8.17.4") -> int:
+    """Run the whole demo, printing each step; returns an exit code."""
+    from elasticsearch import Elasticsearch
+
+    from rotator.sandbox import Sandbox
+
+    demo_dir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
+    (demo_dir / "keys").mkdir()
+    admin_password = secrets.token_urlsafe(12)
+    with Sandbox.start(version=version, elastic_password=admin_password) as sandbox:
+        config = _demo_config(config_path, sandbox.url, demo_dir)
+        specs = specs_from_config(config)
+        emit(f"sandbox: Elasticsearch {version} emulated at {sandbox.url}")
+        admin = Elasticsearch(sandbox.url, basic_auth=("elastic", admin_password))
+        _create_rotator_user(admin, specs, emit)
+        clock = ManualClock(SystemClock().now().replace(microsecond=0))
+        sandbox.set_clock(_ms(clock.now()))
+        engine = db.make_engine(config.store.url)
+        db.upgrade(engine)
+        lifecycle = build_lifecycle(config, engine, clock)
+        story = _Story(emit, clock, sandbox, lifecycle, specs, demo_dir)
+        failed = story.tell()
+        with Session(engine) as session:
+            chain = audit.verify(session)
+        engine.dispose()
+    emit(f"audit trail: {chain.events} events, hash chain {'verified' if chain.ok else 'BROKEN'}")
+    emit(f"credentials delivered to {demo_dir / 'keys'}; store: {demo_dir / 'rotator.db'}")
+    return 1 if failed or not chain.ok else 0
+
+
+def _demo_config(path: Path, url: str, demo_dir: Path) -> Config:
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("{sandbox_url}", url).replace("{demo_dir}", str(demo_dir))
+    return parse_config(text, str(path))
+
+
+def _create_rotator_user(admin: Any, specs: Sequence[SourceSpec], emit: Emit) -> None:
+    role = rotator_role(specs)
+    password = secrets.token_urlsafe(16)
+    os.environ[PASSWORD_ENV] = password
+    admin.security.put_role(name="rotator", **role)
+    admin.security.put_user(username="rotator", password=password, roles=["rotator"])
+    indices = "; ".join(
+        f"{','.join(i['privileges'])} on {','.join(i['names'])}" for i in role["indices"]
+    )
+    emit(f"rotator user: role 'rotator' = cluster [{', '.join(role['cluster'])}]; {indices}")
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+class _Story:
+    """The demo's steps, each printed as it happens."""
+
+    def __init__(
+        self,
+        emit: Emit,
+        clock: ManualClock,
+        sandbox: Any,
+        lifecycle: Lifecycle,
+        specs: Sequence[SourceSpec],
+        demo_dir: Path,
+    ) -> None:
+        self.emit, self.clock, self.sandbox = emit, clock, sandbox
+        self.lifecycle, self.specs, self.demo_dir = lifecycle, specs, demo_dir
+        self.start = clock.now()
+        self.failed = False
+
+    def tell(self) -> bool:
+        self._run("provisioning every source")
+        previous = {spec.name: self._delivered(spec) for spec in self.specs}
+        self._ship()
+        renewal = min(s.lifetime - s.rotate_before for s in self.specs)
+        self._advance(renewal, "past the renewal time")
+        self._run("rotating")
+        self._check(previous, still_valid=True)
+        self._ship()
+        overlap = max(s.overlap for s in self.specs)
+        self._advance(overlap, "past the overlap")
+        self._run("retiring the previous keys")
+        self._check(previous, still_valid=False)
+        self._ship()
+        return self.failed
+
+    def _day(self) -> str:
+        days = (self.clock.now() - self.start) / timedelta(days=1)
+        return f"[day {days:>4.1f}]"
+
+    def _advance(self, delta: timedelta, why: str) -> None:
+        self.clock.advance(delta)
+        self.sandbox.set_clock(_ms(self.clock.now()))
+        self.emit(f"{self._day()} both clocks moved {format_duration(delta)} ahead, {why}")
+
+    def _run(self, what: str) -> dict[str, str]:
+        self.emit(f"{self._day()} {what}")
+        report = self.lifecycle.run(self.specs)
+        for outcome in report.outcomes:
+            self.emit(f"{self._day()}   {_describe(outcome)}")
+        self.failed = self.failed or bool(report.failed)
+        return {o.action.source: o.action.key_id or "" for o in report.outcomes}
+
+    def _ship(self) -> None:
+        from elasticsearch import Elasticsearch
+
+        for spec in self.specs:
+            key_id, secret = self._delivered(spec)
+            index = spec.grants.indices[0].names[0]
+            shipper = Elasticsearch(self.sandbox.url, api_key=(key_id, secret))
+            document = {
+                "message": "hello from the demo",
+                "@timestamp": self.clock.now().isoformat(),
+            }
+            result = shipper.index(index=index, document=document)
+            self.emit(
+                f"{self._day()}   {spec.name} shipped a document to {index} with key "
+                f"{key_id}: {result['result']}"
+            )
+
+    def _delivered(self, spec: SourceSpec) -> tuple[str, str]:
+        import json
+
+        sink = spec.sinks[0]
+        text = Path(sink.path).read_text(encoding="utf-8").strip()  # type: ignore[union-attr]
+        if sink.format == "json":  # type: ignore[union-attr]
+            doc = json.loads(text)
+            return doc["id"], doc["api_key"]
+        if sink.format == "env":  # type: ignore[union-attr]
+            import base64
+
+            encoded = text.split("=", 1)[1]
+            key_id, secret = base64.b64decode(encoded).decode().split(":", 1)
+            return key_id, secret
+        key_id, secret = text.split(":", 1)
+        return key_id, secret
+
+    def _check(self, previous: dict[str, tuple[str, str]], *, still_valid: bool) -> None:
+        from elasticsearch import AuthenticationException, Elasticsearch
+
+        for source, (key_id, secret) in sorted(previous.items()):
+            try:
+                Elasticsearch(self.sandbox.url, api_key=(key_id, secret)).security.authenticate()
+                alive = True
+            except AuthenticationException:
+                alive = False
+            word = "still authenticates (overlap)" if alive else "no longer authenticates"
+            self.emit(f"{self._day()}   previous key {key_id} of {source}: {word}")
+            self.failed = self.failed or alive != still_valid
+
+
+def _describe(outcome: Outcome) -> str:
+    action = outcome.action
+    if not outcome.ok:
+        return f"{action.source}: {action.kind.value} FAILED: {outcome.detail}"
+    if action.kind in (ActionKind.PROVISION, ActionKind.ROTATE):
+        return f"{action.source}: {outcome.detail}" + (
+            f" (replaces {action.key_id})" if action.key_id else ""
+        )
+    return f"{action.source}: {outcome.detail}"

@@ -1,0 +1,94 @@
+"""The lifecycle verbs as a user runs them: plan, once, status, rotate, through subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import SOURCES, World, config_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rotator(world: World, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), *args],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ROTATOR_TEST_ES_PASSWORD": world.password, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def setup_config(world: World, tmp_path: Path, store: str | None = None) -> Path:
+    world.sandbox.state.clock.reset()  # the CLI runs on the real clock
+    path = tmp_path / "rotator.yaml"
+    path.write_text(config_text(world.sandbox.url, world.out, store or str(world.engine.url)))
+    return path
+
+
+def test_plan_once_status_rotate(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    plan = rotator(world, config, "plan", "-o", "json")
+    assert plan.returncode == 0, plan.stderr
+    doc = json.loads(plan.stdout)
+    assert doc["summary"] == "provision 3, rotate 0, update 0, retire 0"
+    assert {a["source"] for a in doc["actions"]} == set(SOURCES)
+    assert not any(world.key_file(s).exists() for s in SOURCES), "plan must change nothing"
+
+    once = rotator(world, config, "once")
+    assert once.returncode == 0, once.stderr
+    assert once.stdout.splitlines()[0].split() == ["ACTION", "SOURCE", "RESULT", "KEY", "DETAIL"]
+    assert once.stdout.count(" ok ") == 3
+
+    status = json.loads(rotator(world, config, "status", "-o", "json").stdout)["sources"]
+    assert [s["source"] for s in status] == list(SOURCES)
+    for entry in status:
+        assert entry["state"] == "active"
+        assert entry["key_id"] == world.delivered(entry["source"])[0]
+        assert entry["failures"] == 0
+        assert entry["last_rotation"]["state"] == "completed"
+
+    idle = rotator(world, config, "plan")
+    assert idle.stdout.splitlines() == ["provision 0, rotate 0, update 0, retire 0"]
+
+    dry = rotator(world, config, "rotate", "web", "--dry-run", "-o", "json")
+    assert [a["action"] for a in json.loads(dry.stdout)["actions"]] == ["rotate"]
+    before = world.delivered("web")
+    forced = rotator(world, config, "rotate", "web")
+    assert forced.returncode == 0, forced.stderr
+    assert world.delivered("web") != before
+    table = rotator(world, config, "status").stdout
+    assert "retiring" not in table.splitlines()[0]
+    assert before[0] in json.dumps(
+        json.loads(rotator(world, config, "status", "-o", "json").stdout)
+    )
+
+
+def test_unknown_source_is_a_usage_error(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    result = rotator(world, config, "rotate", "nope")
+    assert result.returncode == 2
+    assert "unknown source 'nope'; configured: web, db, app" in result.stderr
+
+
+def test_store_behind_is_refused(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path, store=f"sqlite:///{tmp_path / 'fresh.db'}")
+    for verb in ("status", "plan", "once"):
+        result = rotator(world, config, verb)
+        assert result.returncode == 2, verb
+        assert "run `rotator db upgrade`" in result.stderr
+
+
+def test_unreachable_elasticsearch_exits_3(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    text = config.read_text().replace(world.sandbox.url, "http://127.0.0.1:9")
+    config.write_text(text)
+    result = rotator(world, config, "plan")
+    assert result.returncode == 3, result.stderr
+    assert "unreachable" in result.stderr
