@@ -9,22 +9,13 @@ from typing import Any
 
 from rotator.config import Config, ExecSink, FileSink, SourceConfig, WebhookSink
 from rotator.scoping import Grants, VerificationSet, fingerprint, role_descriptors, verification_set
+from rotator.store.models import ApiKeyState
 
 SinkConfig = FileSink | ExecSink | WebhookSink
 
 
-class KeyState(StrEnum):
-    """Where a key is in its lifecycle (make before break, then collect late)."""
-
-    PLANNED = "planned"
-    CREATING = "creating"
-    CREATED = "created"
-    VERIFIED = "verified"
-    DELIVERED = "delivered"
-    ACTIVE = "active"
-    RETIRING = "retiring"
-    INVALIDATED = "invalidated"
-    FAILED = "failed"
+# A key's lifecycle state is the store's vocabulary: one enum, not two kept in step.
+KeyState = ApiKeyState
 
 
 class EsStatus(StrEnum):

@@ -23,10 +23,10 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
-from rotator.clock import Clock, utc
+from rotator.clock import Clock
 from rotator.config import ExecSink
+from rotator.delivery.common import iso, require_source
 from rotator.errors import DeliveryFailed
 from rotator.log import REDACTED, get_logger, redact_text
 from rotator.ports import Credential, DeliveryReceipt
@@ -96,7 +96,7 @@ class ExecDelivery:
         Raises:
             DeliveryFailed: the command could not start, exited non-zero or timed out.
         """
-        _require_source(credential, self._source, self.name)
+        require_source(credential, self._source, self.name)
         started = self._clock.monotonic()
         value = (
             credential.encoded
@@ -146,7 +146,7 @@ class ExecDelivery:
         env["ROTATOR_KEY_ID"] = credential.id
         env["ROTATOR_KEY_NAME"] = credential.name
         env["ROTATOR_SOURCE"] = self._source
-        env["ROTATOR_KEY_EXPIRATION"] = _iso(credential.expiration)
+        env["ROTATOR_KEY_EXPIRATION"] = iso(credential.expiration) or ""
         return env
 
     def _failure(self, outcome: _Outcome, credential: Credential) -> str:
@@ -223,20 +223,6 @@ def _stderr_tail(stderr: bytes, secrets: Sequence[str]) -> str:
 
 def _shorten(line: str) -> str:
     return line if len(line) <= _LINE_CHARS else line[: _LINE_CHARS - 3] + "..."
-
-
-def _require_source(credential: Credential, source: str, sink: str) -> None:
-    if credential.source != source:
-        raise DeliveryFailed(
-            f"{sink}: refusing a credential of source {credential.source!r}: "
-            f"this sink delivers for {source!r}"
-        )
-
-
-def _iso(expiration: datetime | None) -> str:
-    if expiration is None:
-        return ""
-    return utc(expiration).isoformat().replace("+00:00", "Z")
 
 
 def _signal_name(number: int) -> str:

@@ -10,12 +10,11 @@ import os
 import pwd
 import secrets
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from rotator.clock import utc
 from rotator.config import FileSink
+from rotator.delivery.common import credential_document, require_source
 from rotator.errors import ConfigError, DeliveryFailed
 from rotator.ports import Credential, DeliveryReceipt
 
@@ -35,25 +34,13 @@ def render(credential: Credential, fmt: str, env_var: str = "ES_API_KEY") -> str
         ValueError: the format is unknown.
     """
     if fmt == "json":
-        document = {
-            "id": credential.id,
-            "name": credential.name,
-            "api_key": credential.api_key,
-            "encoded": credential.encoded,
-            "expiration": _iso(credential.expiration),
-        }
+        document = credential_document(credential)
         return json.dumps(document, indent=2) + "\n"
     if fmt == "env":
         return f"{env_var}={credential.encoded}\n"
     if fmt == "id:api_key":
         return f"{credential.id}:{credential.api_key}\n"
     raise ValueError(f"unknown file format {fmt!r}")
-
-
-def _iso(expiration: datetime | None) -> str | None:
-    if expiration is None:
-        return None
-    return utc(expiration).isoformat().replace("+00:00", "Z")
 
 
 class FileDelivery:
@@ -88,7 +75,7 @@ class FileDelivery:
             DeliveryFailed: the directory is missing, the owner or group is unknown or cannot be
                 set, the write failed, or the file read back differs from what was written.
         """
-        _require_source(credential, self._source, self.name)
+        require_source(credential, self._source, self.name)
         content = render(credential, self._config.format, self._config.env_var).encode()
         owner = self._owner()
         self._require_directory()
@@ -140,14 +127,6 @@ class _Owner(NamedTuple):
     uid: int
     gid: int
     label: str
-
-
-def _require_source(credential: Credential, source: str, sink: str) -> None:
-    if credential.source != source:
-        raise DeliveryFailed(
-            f"{sink}: refusing a credential of source {credential.source!r}: "
-            f"this sink delivers for {source!r}"
-        )
 
 
 def _lookup(

@@ -38,11 +38,11 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import SplitResult, urlsplit
 
-from rotator.clock import Clock, utc
+from rotator.clock import Clock
 from rotator.config import WebhookSink
+from rotator.delivery.common import credential_document, require_source
 from rotator.errors import ConfigError, DeliveryFailed
 from rotator.log import REDACTED, get_logger, redact_text, register_secret
 from rotator.ports import Credential, DeliveryReceipt
@@ -115,7 +115,7 @@ class WebhookDelivery:
             DeliveryFailed: the URL is not allowed, the HMAC secret is missing, the receiver
                 refused the credential, or every attempt failed.
         """
-        _require_source(credential, self._source, self.name)
+        require_source(credential, self._source, self.name)
         self._require_allowed_url()
         key = self._hmac_key()
         body = _body(credential, self._source)
@@ -220,11 +220,7 @@ def sign(key: bytes, timestamp: str, body: bytes) -> str:
 
 def _body(credential: Credential, source: str) -> bytes:
     document = {
-        "id": credential.id,
-        "name": credential.name,
-        "api_key": credential.api_key,
-        "encoded": credential.encoded,
-        "expiration": _iso(credential.expiration),
+        **credential_document(credential),
         "source": source,
     }
     return json.dumps(document, separators=(",", ":")).encode()
@@ -309,17 +305,3 @@ def _scrub(text: str, credential: Credential) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     return redact_text(text)
-
-
-def _require_source(credential: Credential, source: str, sink: str) -> None:
-    if credential.source != source:
-        raise DeliveryFailed(
-            f"{sink}: refusing a credential of source {credential.source!r}: "
-            f"this sink delivers for {source!r}"
-        )
-
-
-def _iso(expiration: datetime | None) -> str | None:
-    if expiration is None:
-        return None
-    return utc(expiration).isoformat().replace("+00:00", "Z")

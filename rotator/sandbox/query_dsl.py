@@ -13,6 +13,7 @@ from rotator.sandbox.query_errors import (
     unknown_field,
     x_content,
 )
+from rotator.sandbox.roles import token as token_name
 
 __all__ = [
     "KNOWN_QUERIES",
@@ -224,21 +225,6 @@ QNode = (
     | QSimple
     | QBool
 )
-
-
-def token_name(value: Any) -> str:
-    """Name the JSON token a value starts with, as Jackson's parser does (``VALUE_STRING``...)."""
-    if value is None:
-        return "VALUE_NULL"
-    if isinstance(value, bool):
-        return "VALUE_BOOLEAN"
-    if isinstance(value, int | float):
-        return "VALUE_NUMBER"
-    if isinstance(value, str):
-        return "VALUE_STRING"
-    if isinstance(value, list | tuple):
-        return "START_ARRAY"
-    return "START_OBJECT"
 
 
 def _is_value(value: Any) -> bool:
