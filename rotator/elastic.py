@@ -187,9 +187,17 @@ class ElasticKeyAuthority:
             found.update((k.id, k) for k in self._query(query, len(chunk)))
         return found
 
-    def find_by_metadata(self, field: str, value: str) -> list[KeyInfo]:
-        """Own keys whose ``metadata.<field>`` equals ``value`` (all pages)."""
-        return list(self.iter_query({"term": {f"metadata.{field}": value}}))
+    def find_by_metadata(
+        self, field: str, value: str, *, valid_only: bool = False
+    ) -> list[KeyInfo]:
+        """Own keys whose ``metadata.<field>`` equals ``value`` (all pages).
+
+        With ``valid_only``, invalidated keys are left out by the query itself.
+        """
+        match: dict[str, Any] = {"term": {f"metadata.{field}": value}}
+        if valid_only:
+            match = {"bool": {"filter": [match, {"term": {"invalidated": False}}]}}
+        return list(self.iter_query(match))
 
     def iter_query(self, query: Mapping[str, Any]) -> Iterator[KeyInfo]:
         """Every own key matching ``query``, paged with search_after."""

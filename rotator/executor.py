@@ -203,7 +203,7 @@ class Lifecycle:
         Keys from rotations this store does not know are left alone: another store (or a lost
         one) may have delivered them, and invalidating them could cut a shipper off.
         """
-        found = self._authority.find_by_metadata("managed_by", MANAGED_BY)
+        found = self._authority.find_by_metadata("managed_by", MANAGED_BY, valid_only=True)
         return tuple(
             sorted(
                 k.id

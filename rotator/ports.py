@@ -103,8 +103,11 @@ class KeyAuthority(Protocol):
         """Look keys up by id; unknown ids are absent from the result."""
         ...
 
-    def find_by_metadata(self, field: str, value: str) -> list[KeyInfo]:
-        """Rotator's own keys whose ``metadata.<field>`` equals ``value``."""
+    def find_by_metadata(
+        self, field: str, value: str, *, valid_only: bool = False
+    ) -> list[KeyInfo]:
+        """Rotator's own keys whose ``metadata.<field>`` equals ``value`` (optionally only the
+        ones not invalidated)."""
         ...
 
     def check_privileges(self, credential: Credential, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -426,7 +426,7 @@ def test_example_config_is_valid() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("\n") == 1
     assert result.stdout.startswith(
-        f"{EXAMPLE}: ok: 2 source(s); elasticsearch https://localhost:9200"
+        f"{EXAMPLE}: ok: 3 source(s); elasticsearch https://localhost:9200"
     )
 
 
