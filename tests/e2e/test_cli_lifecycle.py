@@ -92,3 +92,17 @@ def test_unreachable_elasticsearch_exits_3(world: World, tmp_path: Path) -> None
     result = rotator(world, config, "plan")
     assert result.returncode == 3, result.stderr
     assert "unreachable" in result.stderr
+
+
+def test_failed_actions_exit_1_and_are_listed(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    assert rotator(world, config, "once").returncode == 0
+    for path in world.out.iterdir():
+        path.unlink()
+    world.out.rmdir()
+    world.out.write_text("not a directory")
+    result = rotator(world, config, "rotate", "--all", "-o", "json")
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert doc["failed"] == 3
+    assert all(not o["ok"] for o in doc["outcomes"])
