@@ -64,11 +64,15 @@ class AuthorityRejected(RotatorError):
 
 
 class AuthenticationFailed(AuthorityRejected):
-    """Elasticsearch did not accept rotator's credentials (401)."""
+    """Elasticsearch did not accept rotator's credentials (401): a configuration problem."""
+
+    exit_code = 2
 
 
 class PermissionDenied(AuthorityRejected):
-    """Rotator's identity lacks a privilege the action needs (403)."""
+    """Rotator's identity lacks a privilege the action needs (403): its role needs fixing."""
+
+    exit_code = 2
 
 
 class VerificationFailed(RotatorError):

@@ -22,6 +22,7 @@ from rotator.sandbox.http import (
     error_response,
     render_body,
 )
+from rotator.sandbox.params import check_params
 from rotator.sandbox.state import SandboxState
 
 # How often (in sandbox time) the remover of expired and invalidated keys runs.
@@ -56,6 +57,7 @@ class Dispatcher:
             check_compatibility(request.headers, self.state.major)
             route, request.path_params = self.router.resolve(request.method, request.path)
             template = route.template
+            check_params(request.method, template, request.path, request.params)
             with self.state.lock:
                 now_ms = self.state.clock.now_ms()
                 self._maybe_remove_keys(now_ms)

@@ -106,3 +106,19 @@ def test_failed_actions_exit_1_and_are_listed(world: World, tmp_path: Path) -> N
     doc = json.loads(result.stdout)
     assert doc["failed"] == 3
     assert all(not o["ok"] for o in doc["outcomes"])
+
+
+def test_wrong_password_is_a_configuration_error(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), "plan"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ROTATOR_TEST_ES_PASSWORD": "wrong-password", "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Elasticsearch answered 401 security_exception" in result.stderr
+    assert "wrong-password" not in result.stderr

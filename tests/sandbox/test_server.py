@@ -121,6 +121,22 @@ def test_unknown_endpoint_and_wrong_method(sandbox: Sandbox) -> None:
     assert "Incorrect HTTP method for uri [/_sandbox/reset] and method [PATCH]" in body["error"]
 
 
+def test_unknown_query_parameters_are_refused(sandbox: Sandbox) -> None:
+    status, _h, body = raw(sandbox, "GET", "/_security/api_key?ownr=true")
+    assert status == 400
+    assert body["error"]["type"] == "illegal_argument_exception"
+    assert body["error"]["reason"] == (
+        "request [/_security/api_key] contains unrecognized parameter: [ownr] -> did you mean "
+        "[owner]?"
+    )
+    status, _h, body = raw(sandbox, "GET", "/_security/_authenticate?zzz=1&yyy=2")
+    assert body["error"]["reason"] == (
+        "request [/_security/_authenticate] contains unrecognized parameters: [yyy], [zzz]"
+    )
+    status, _h, _b = raw(sandbox, "GET", "/_security/api_key?owner=true&pretty&filter_path=x")
+    assert status == 200
+
+
 def test_malformed_json_is_a_400_not_a_traceback(sandbox: Sandbox) -> None:
     status, _h, body = raw(sandbox, "PUT", "/_security/api_key", body=b'{"name": ')
     assert status == 400
