@@ -39,9 +39,14 @@ def leadership(engine: Engine, clock: Clock) -> Iterator[None]:
     """
     holder = holder_id()
     with Session(engine) as session, session.begin():
-        lease = LeaseRepository(session).try_acquire(LEASE_NAME, holder, clock.now(), RUN_LEASE)
+        leases = LeaseRepository(session)
+        other = leases.get(LEASE_NAME)
+        if other is not None and other.is_live(clock.now()) and _dead_local(other.holder):
+            # A run on this host was killed while it held the lease: nobody will release it.
+            leases.release(other, clock.now())
+        lease = leases.try_acquire(LEASE_NAME, holder, clock.now(), RUN_LEASE)
         if lease is None:
-            other = LeaseRepository(session).get(LEASE_NAME)
+            other = leases.get(LEASE_NAME)
             who = f"{other.holder} until {other.expires_at.isoformat()}" if other else "another"
             raise DependencyUnavailable(
                 f"another rotator holds the lifecycle lease ({who}); try again later"
@@ -51,6 +56,20 @@ def leadership(engine: Engine, clock: Clock) -> Iterator[None]:
     finally:
         with Session(engine) as session, session.begin():
             LeaseRepository(session).release(lease, clock.now())
+
+
+def _dead_local(holder: str) -> bool:
+    """Whether ``holder`` names a process on this host that no longer exists."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 # --- plan ----------------------------------------------------------------------------------------

@@ -122,3 +122,43 @@ def test_wrong_password_is_a_configuration_error(world: World, tmp_path: Path) -
     assert result.returncode == 2, result.stderr
     assert "Elasticsearch answered 401 security_exception" in result.stderr
     assert "wrong-password" not in result.stderr
+
+
+def hold_lease(world: World, holder: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from rotator.clock import SystemClock
+    from rotator.store.lease import LeaseRepository
+
+    with Session(world.engine) as session, session.begin():
+        taken = LeaseRepository(session).try_acquire(
+            "lifecycle", holder, SystemClock().now(), timedelta(minutes=10)
+        )
+        assert taken is not None
+
+
+def test_a_live_lease_holder_keeps_others_out(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    hold_lease(world, "another-host:4242")
+    result = rotator(world, config, "once")
+    assert result.returncode == 3
+    assert "another rotator holds the lifecycle lease (another-host:4242 until" in result.stderr
+    assert not world.key_file("web").exists()
+
+
+def test_a_lease_left_by_a_killed_local_run_is_taken_over(world: World, tmp_path: Path) -> None:
+    import socket
+
+    config = setup_config(world, tmp_path)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    hold_lease(world, f"{socket.gethostname()}:{dead}")
+    result = rotator(world, config, "once")
+    assert result.returncode == 0, result.stderr
+    assert world.key_file("web").exists()
