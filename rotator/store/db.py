@@ -177,18 +177,20 @@ def _unavailable(url: URL, reason: str) -> StoreUnavailable:
 
 
 def migrations_dir() -> Path:
-    """Return the ``migrations/`` directory of this checkout (beside the ``rotator`` package).
+    """Return the migrations: ``migrations/`` of a checkout, or the copy an installed wheel holds.
 
     Raises:
-        RotatorError: the directory is missing, as in an install without the migrations.
+        RotatorError: neither is present.
     """
-    path = Path(rotator.__file__).resolve().parent.parent / "migrations"
-    if not (path / "env.py").is_file():
-        raise RotatorError(
-            f"cannot find the database migrations at {path}: rotator needs its migrations/ "
-            "directory beside the rotator package; install from a source checkout"
-        )
-    return path
+    package = Path(rotator.__file__).resolve().parent
+    candidates = (package.parent / "migrations", package / "_migrations")
+    for path in candidates:
+        if (path / "env.py").is_file():
+            return path
+    raise RotatorError(
+        f"cannot find the database migrations (looked in {candidates[0]} and {candidates[1]}); "
+        "reinstall rotator"
+    )
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
