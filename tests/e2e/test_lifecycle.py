@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from datetime import timedelta
 
@@ -226,3 +227,34 @@ def test_expiring_while_failing_is_reported_at_error_level_on_every_run(world: W
         assert {e["source"] for e in alerts} == set(SOURCES)
         assert all(e["log_level"] == "error" for e in alerts)
         world.advance(timedelta(hours=2))  # past the backoff, so the next run tries again
+
+
+def test_previous_key_waits_for_the_sinks_acknowledgement(world: World) -> None:
+    import sys
+
+    marker = world.out.parent / "ack-ok"
+    ack = [
+        sys.executable,
+        "-c",
+        f"import os, sys; sys.exit(0 if os.path.exists({str(marker)!r}) else 1)",
+    ]
+    consume = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    text = config_text(world.sandbox.url, world.out, str(world.engine.url), sources=("web",))
+    sink = {"type": "exec", "argv": consume, "ack_command": ack}
+    text += f"      - {json.dumps(sink)}\n"
+    specs = specs_from_config(parse_config(text))
+    lifecycle = world.lifecycle()
+    lifecycle.run(specs)
+    first = world.delivered("web")
+    world.advance(RENEWAL)
+    lifecycle.run(specs)
+    world.advance(OVERLAP)
+    report = lifecycle.run(specs)
+    assert [
+        o.detail.startswith(f"kept {first[0]}: waiting for exec:") for o in report.outcomes
+    ] == [True]
+    assert key_is_valid(world, *first)  # no acknowledgement yet: the old key keeps working
+    marker.write_text("consumer moved")
+    report = lifecycle.run(specs)
+    assert [o.detail for o in report.outcomes] == [f"invalidated {first[0]} after its overlap"]
+    assert not key_is_valid(world, *first)
