@@ -351,18 +351,9 @@ class Config(Section):
         """One line describing what the configuration sets up (no secrets)."""
         store = _redacted_url(self.store.url)
         hosts = ", ".join(self.elasticsearch.hosts)
-        jobs = [
-            name
-            for name, on in (
-                ("managed_keys", self.managed_keys.enabled),
-                ("purge", self.purge.enabled),
-            )
-            if on
-        ]
         return (
             f"{len(self.sources)} source(s); elasticsearch {hosts} "
-            f"(auth: {self.elasticsearch.auth_method}); store {store}; "
-            f"jobs: provision, rotate{''.join(', ' + j for j in jobs)}"
+            f"(auth: {self.elasticsearch.auth_method}); store {store}"
         )
 
 
