@@ -293,7 +293,7 @@ class Lifecycle:
             rotation_id,
             row_id,
             credential,
-            self._deliver,
+            lambda s, c: self._deliver(s, c, row_id),
             ApiKeyState.DELIVERED,
             RotationState.DELIVERED,
         )
@@ -360,7 +360,9 @@ class Lifecycle:
         except RotatorError as exc:
             # The key may exist even though the answer was lost: the rotation stays unfinished,
             # so the next run looks it up by its rotation id and invalidates it.
-            self._failed(spec, rotation_id, row_id, f"create: {exc.message}", compensated=False)
+            self._failed(
+                spec, rotation_id, row_id, f"create: {exc.message}", resolution="unresolved"
+            )
             raise StepFailed(f"creating the key failed: {exc.message}") from None
 
     def _record_created(
@@ -401,7 +403,10 @@ class Lifecycle:
         try:
             step(spec, credential)
         except RotatorError as exc:
-            self._compensate(spec, rotation_id, row_id, credential.id, exc.message)
+            if self._reached_a_sink(row_id):
+                self._failed(spec, rotation_id, row_id, exc.message, resolution="kept")
+            else:
+                self._compensate(spec, rotation_id, row_id, credential.id, exc.message)
             raise StepFailed(exc.message) from None
         now = self._clock.now()
         with self._sessions.begin() as session:
@@ -426,9 +431,11 @@ class Lifecycle:
             details={"key_id": credential.id},
         )
 
-    def _deliver(self, spec: SourceSpec, credential: Credential) -> None:
+    def _deliver(self, spec: SourceSpec, credential: Credential, row_id: int) -> None:
         for sink in self._sinks(spec):
             receipt = sink.deliver(credential)
+            self._mark_reached_a_sink(row_id)
+            self._checkpoint("sink-delivered")
             self._audit.record(
                 now=self._clock.now(),
                 action="key.delivered",
@@ -436,6 +443,13 @@ class Lifecycle:
                 outcome="success",
                 details={"key_id": credential.id, "sink": receipt.sink, "target": receipt.target},
             )
+
+    def _mark_reached_a_sink(self, row_id: int) -> None:
+        """Stamp ``delivered_at`` at the first sink: from then on a consumer may hold the key."""
+        with self._sessions.begin() as session:
+            row = _row(session, row_id)
+            if row.delivered_at is None:
+                row.delivered_at = self._clock.now()
 
     def _activate(self, spec: SourceSpec, rotation_id: str, row_id: int) -> None:
         now = self._clock.now()
@@ -465,41 +479,44 @@ class Lifecycle:
 
     # --- failures --------------------------------------------------------------------------
 
+    def _reached_a_sink(self, row_id: int) -> bool:
+        with self._sessions() as session:
+            return _row(session, row_id).delivered_at is not None
+
     def _compensate(
         self, spec: SourceSpec, rotation_id: str, row_id: int, es_id: str, error: str
     ) -> None:
         try:
             self._authority.invalidate([es_id])
-            compensated = True
+            resolution = "invalidated"
         except RotatorError as exc:
             error = f"{error}; invalidating the new key failed too: {exc.message}"
-            compensated = False
-        self._failed(spec, rotation_id, row_id, error, compensated=compensated)
+            resolution = "unresolved"
+        self._failed(spec, rotation_id, row_id, error, resolution=resolution)
 
     def _failed(
-        self, spec: SourceSpec, rotation_id: str, row_id: int, error: str, *, compensated: bool
+        self, spec: SourceSpec, rotation_id: str, row_id: int, error: str, *, resolution: str
     ) -> None:
+        """Record a failed rotation and back the source off.
+
+        ``resolution`` says what became of the new key: ``invalidated`` (compensated),
+        ``unresolved`` (the rotation stays open for the next run's recovery), or ``kept`` (some
+        sinks already took it: it stays valid for them until a newer key supersedes it).
+        """
         now = self._clock.now()
         with self._sessions.begin() as session:
             sources = SourceRepository(session)
             failures = sources.require(spec.name).failure_count + 1
             retry_at = now + backoff_delay(failures, *self._backoff)
             sources.record_failure(spec.name, error, now=now, next_attempt_at=retry_at)
-            keys, row = ApiKeyRepository(session), _row(session, row_id)
-            keys.transition(row, ApiKeyState.FAILED, now)
-            rotation = _rotation(session, rotation_id)
-            if compensated:
-                keys.transition(row, ApiKeyState.INVALIDATED, now)
-                rotation.last_error = error[:2000]
-                RotationRepository(session).advance(rotation, RotationState.COMPENSATED, now)
-            else:
-                RotationRepository(session).fail(rotation, error, now=now, next_attempt_at=None)
+            _resolve_failed_rows(session, row_id, rotation_id, error, resolution, now)
         _log.error(
             "rotation failed; the previous key keeps serving",
             source=spec.name,
             error=error,
             next_attempt_at=retry_at.isoformat(),
             failures=failures,
+            new_key=resolution,
             action="rotation.failed",
         )
         self._audit.record(
@@ -510,7 +527,7 @@ class Lifecycle:
             details={
                 "rotation_id": rotation_id,
                 "error": error,
-                "compensated": compensated,
+                "new_key": resolution,
                 "next_attempt_at": retry_at.isoformat(),
             },
         )
@@ -639,6 +656,15 @@ class Lifecycle:
                 outcomes.append(Outcome(action, False, exc.message))
         return outcomes
 
+    def _partially_delivered(self, es_id: str) -> bool:
+        with self._sessions() as session:
+            row = ApiKeyRepository(session).get_by_es_id(es_id)
+            return (
+                row is not None
+                and row.delivered_at is not None
+                and row.state in (ApiKeyState.CREATED, ApiKeyState.VERIFIED, ApiKeyState.FAILED)
+            )
+
     def _recover_one(
         self,
         spec: SourceSpec | None,
@@ -663,6 +689,23 @@ class Lifecycle:
                 details={"key_id": new_key, "rotation_id": rotation_id, "recovered": True},
             )
             return f"activated {new_key}, which was delivered before an interruption"
+        if new_key and self._partially_delivered(new_key):
+            now = self._clock.now()
+            with self._sessions.begin() as session:
+                row = ApiKeyRepository(session).get_by_es_id(new_key)
+                rotation = _rotation(session, rotation_id)
+                if row is not None:
+                    _keep_partial(session, row, now)
+                rotation.last_error = f"interrupted while delivering; {new_key} kept for its sinks"
+                RotationRepository(session).advance(rotation, RotationState.COMPENSATED, now)
+            self._audit.record(
+                now=now,
+                action="rotation.compensated",
+                subject=source,
+                outcome="success",
+                details={"rotation_id": rotation_id, "kept": new_key, "was": state.value},
+            )
+            return f"kept {new_key}: some sinks took it before the interruption"
         ids = (
             [new_key]
             if new_key
@@ -728,10 +771,46 @@ def _activate_rows(
         if old.id != row.id:
             keys.schedule_retirement(old, retire_at=now + overlap, now=now)
             retiring.append(old.es_id or "")
+    for partial in keys.for_source(source, states=[ApiKeyState.RETIRING]):
+        # A key only some sinks took is superseded now: it retires with the others.
+        if partial.retire_at is None or partial.retire_at > now + overlap:
+            partial.retire_at = now + overlap
+            retiring.append(partial.es_id or "")
     if row.state is ApiKeyState.DELIVERED:
         keys.transition(row, ApiKeyState.ACTIVE, now)
     RotationRepository(session).advance(rotation, RotationState.COMPLETED, now)
     return retiring
+
+
+def _resolve_failed_rows(
+    session: Session, row_id: int, rotation_id: str, error: str, resolution: str, now: datetime
+) -> None:
+    keys, row, rotation = (
+        ApiKeyRepository(session),
+        _row(session, row_id),
+        _rotation(session, rotation_id),
+    )
+    rotations = RotationRepository(session)
+    if resolution == "kept":
+        _keep_partial(session, row, now)
+    else:
+        keys.transition(row, ApiKeyState.FAILED, now)
+    if resolution == "unresolved":
+        rotations.fail(rotation, error, now=now, next_attempt_at=None)
+        return
+    if resolution == "invalidated":
+        keys.transition(row, ApiKeyState.INVALIDATED, now)
+    rotation.last_error = error[:2000]
+    rotations.advance(rotation, RotationState.COMPENSATED, now)
+
+
+def _keep_partial(session: Session, row: ApiKey, now: datetime) -> None:
+    """A key some sinks took: it serves them until a newer key supersedes it (or it expires)."""
+    keys = ApiKeyRepository(session)
+    if row.state is not ApiKeyState.DELIVERED:
+        keys.transition(row, ApiKeyState.DELIVERED, now)
+    keys.transition(row, ApiKeyState.RETIRING, now)
+    row.retire_at = row.expires_at or now
 
 
 def _close_row(session: Session, row: ApiKey, now: datetime) -> None:

@@ -105,7 +105,9 @@ KEY_TRANSITIONS: dict[ApiKeyState, frozenset[ApiKeyState]] = {
     _K.CREATING: frozenset({_K.CREATED, _K.FAILED}),
     _K.CREATED: frozenset({_K.VERIFIED, _K.FAILED, _K.INVALIDATED}),
     _K.VERIFIED: frozenset({_K.DELIVERED, _K.FAILED, _K.INVALIDATED}),
-    _K.DELIVERED: frozenset({_K.ACTIVE, _K.FAILED, _K.INVALIDATED}),
+    # RETIRING from DELIVERED: some sinks took the key before another failed; it serves them
+    # until a newer key supersedes it.
+    _K.DELIVERED: frozenset({_K.ACTIVE, _K.RETIRING, _K.FAILED, _K.INVALIDATED}),
     _K.ACTIVE: frozenset({_K.RETIRING, _K.INVALIDATED}),
     _K.RETIRING: frozenset({_K.INVALIDATED}),
     _K.FAILED: frozenset({_K.INVALIDATED}),

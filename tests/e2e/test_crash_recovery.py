@@ -20,6 +20,7 @@ from rotator.store.models import ApiKey, ApiKeyState
 from tests.e2e.conftest import SOURCES, World, config_text
 
 STEPS = [
+    "sink-delivered",
     "intent-recorded",
     "key-created",
     "key-recorded",

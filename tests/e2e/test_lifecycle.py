@@ -258,3 +258,45 @@ def test_previous_key_waits_for_the_sinks_acknowledgement(world: World) -> None:
     report = lifecycle.run(specs)
     assert [o.detail for o in report.outcomes] == [f"invalidated {first[0]} after its overlap"]
     assert not key_is_valid(world, *first)
+
+
+def test_a_sink_failing_after_another_took_the_key_leaves_no_one_with_a_dead_key(
+    world: World,
+) -> None:
+    import sys
+
+    switch = world.out.parent / "exec-fails"
+    switch.write_text("yes")
+    flaky = [
+        sys.executable,
+        "-c",
+        f"import os, sys; sys.stdin.read(); sys.exit(1 if os.path.exists({str(switch)!r}) else 0)",
+    ]
+    text = config_text(world.sandbox.url, world.out, str(world.engine.url), sources=("web",))
+    text += f"      - {json.dumps({'type': 'exec', 'argv': flaky})}\n"
+    specs = specs_from_config(parse_config(text))
+    lifecycle = world.lifecycle()
+    switch.unlink()
+    lifecycle.run(specs)
+    first = world.delivered("web")
+    switch.write_text("yes")
+    world.advance(RENEWAL)
+    report = lifecycle.run(specs)
+    assert [o.ok for o in report.outcomes] == [False]
+    partial = world.delivered("web")  # the file sink took the new key before exec failed
+    assert partial != first
+    assert key_is_valid(world, *partial)  # so it must stay valid
+    assert key_is_valid(world, *first)  # and the exec consumer still has the old one
+    assert [state for _id, state in states(world)["web"]] == ["active", "retiring"]
+    world.advance(timedelta(days=5))  # well past the overlap: neither may die while unresolved
+    switch.unlink()
+    lifecycle.run(specs)
+    latest = world.delivered("web")
+    assert latest not in (first, partial)
+    assert key_is_valid(world, *first)
+    assert key_is_valid(world, *partial)
+    world.advance(OVERLAP)
+    lifecycle.run(specs)
+    assert not key_is_valid(world, *first)
+    assert not key_is_valid(world, *partial)
+    assert key_is_valid(world, *latest)
