@@ -690,47 +690,52 @@ class Lifecycle:
             )
             return f"activated {new_key}, which was delivered before an interruption"
         if new_key and self._partially_delivered(new_key):
-            now = self._clock.now()
-            with self._sessions.begin() as session:
-                row = ApiKeyRepository(session).get_by_es_id(new_key)
-                rotation = _rotation(session, rotation_id)
-                if row is not None:
-                    _keep_partial(session, row, now)
-                rotation.last_error = f"interrupted while delivering; {new_key} kept for its sinks"
-                RotationRepository(session).advance(rotation, RotationState.COMPENSATED, now)
-            self._audit.record(
-                now=now,
-                action="rotation.compensated",
-                subject=source,
-                outcome="success",
-                details={"rotation_id": rotation_id, "kept": new_key, "was": state.value},
+            self._close_compensated(
+                source,
+                rotation_id,
+                f"interrupted while delivering; {new_key} kept for its sinks",
+                lambda session, now: _keep_rows(session, new_key, now),
+                {"kept": new_key, "was": state.value},
             )
             return f"kept {new_key}: some sinks took it before the interruption"
-        ids = (
-            [new_key]
-            if new_key
-            else [
-                k.id
-                for k in self._authority.find_by_metadata("rotation_id", rotation_id)
-                if not k.invalidated
-            ]
-        )
+        ids = [new_key] if new_key else self._valid_keys_of(rotation_id)
         self._authority.invalidate(ids)
+        self._close_compensated(
+            source,
+            rotation_id,
+            f"interrupted while {state.value}; compensated",
+            lambda session, now: _close_rows(session, rotation_id, now),
+            {"invalidated": ids, "was": state.value},
+        )
+        return f"compensated: invalidated {', '.join(ids) or 'nothing (no key was created)'}"
+
+    def _valid_keys_of(self, rotation_id: str) -> list[str]:
+        """Keys a rotation created that are still valid (found by the nonce in their metadata)."""
+        found = self._authority.find_by_metadata("rotation_id", rotation_id, valid_only=True)
+        return [k.id for k in found]
+
+    def _close_compensated(
+        self,
+        source: str,
+        rotation_id: str,
+        note: str,
+        rows: Callable[[Session, datetime], None],
+        details: dict[str, Any],
+    ) -> None:
+        """Settle the rotation's key rows and mark it compensated, then audit it."""
         now = self._clock.now()
         with self._sessions.begin() as session:
+            rows(session, now)
             rotation = _rotation(session, rotation_id)
-            for row in session.query(ApiKey).filter(ApiKey.rotation_id == rotation_id):
-                _close_row(session, row, now)
-            rotation.last_error = f"interrupted while {state.value}; compensated"
+            rotation.last_error = note
             RotationRepository(session).advance(rotation, RotationState.COMPENSATED, now)
         self._audit.record(
             now=now,
             action="rotation.compensated",
             subject=source,
             outcome="success",
-            details={"rotation_id": rotation_id, "invalidated": ids, "was": state.value},
+            details={"rotation_id": rotation_id, **details},
         )
-        return f"compensated: invalidated {', '.join(ids) or 'nothing (no key was created)'}"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -811,6 +816,17 @@ def _keep_partial(session: Session, row: ApiKey, now: datetime) -> None:
         keys.transition(row, ApiKeyState.DELIVERED, now)
     keys.transition(row, ApiKeyState.RETIRING, now)
     row.retire_at = row.expires_at or now
+
+
+def _keep_rows(session: Session, es_id: str, now: datetime) -> None:
+    row = ApiKeyRepository(session).get_by_es_id(es_id)
+    if row is not None:
+        _keep_partial(session, row, now)
+
+
+def _close_rows(session: Session, rotation_id: str, now: datetime) -> None:
+    for row in session.query(ApiKey).filter(ApiKey.rotation_id == rotation_id):
+        _close_row(session, row, now)
 
 
 def _close_row(session: Session, row: ApiKey, now: datetime) -> None:
