@@ -33,7 +33,7 @@ from rotator.model import (
     SourceView,
 )
 from rotator.planner import backoff_delay, jitter_for, plan, renewal_at
-from rotator.ports import Credential, KeyAuthority, Sink
+from rotator.ports import Credential, DeliveryReceipt, KeyAuthority, Sink
 from rotator.store.models import ApiKey, ApiKeyState, Rotation, RotationState, Source
 from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
 
@@ -55,6 +55,9 @@ JOB_KINDS: dict[str, frozenset[ActionKind]] = {
     ),
 }
 JOB_KINDS["all"] = JOB_KINDS["provision"] | JOB_KINDS["rotate"]
+
+# Waits between delivery attempts to one sink within a rotation (seconds).
+DELIVERY_BACKOFF = (1.0, 2.0)
 
 SinkFactory = Callable[[SourceSpec], Sequence[Sink]]
 Checkpoint = Callable[[str], None]
@@ -433,7 +436,7 @@ class Lifecycle:
 
     def _deliver(self, spec: SourceSpec, credential: Credential, row_id: int) -> None:
         for sink in self._sinks(spec):
-            receipt = sink.deliver(credential)
+            receipt = self._deliver_to(sink, credential)
             self._mark_reached_a_sink(row_id)
             self._checkpoint("sink-delivered")
             self._audit.record(
@@ -443,6 +446,24 @@ class Lifecycle:
                 outcome="success",
                 details={"key_id": credential.id, "sink": receipt.sink, "target": receipt.target},
             )
+
+    def _deliver_to(self, sink: Sink, credential: Credential) -> DeliveryReceipt:
+        """Deliver to one sink, retrying a retryable failure with a short backoff."""
+        waits = list(DELIVERY_BACKOFF)
+        while True:
+            try:
+                return sink.deliver(credential)
+            except RotatorError as exc:
+                if not waits or not exc.retryable:
+                    raise
+                wait = waits.pop(0)
+                _log.warning(
+                    "delivery failed; retrying",
+                    sink=sink.name,
+                    error=exc.message,
+                    retry_in_s=wait,
+                )
+                self._clock.sleep(wait)
 
     def _mark_reached_a_sink(self, row_id: int) -> None:
         """Stamp ``delivered_at`` at the first sink: from then on a consumer may hold the key."""

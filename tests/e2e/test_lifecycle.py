@@ -300,3 +300,25 @@ def test_a_sink_failing_after_another_took_the_key_leaves_no_one_with_a_dead_key
     assert not key_is_valid(world, *first)
     assert not key_is_valid(world, *partial)
     assert key_is_valid(world, *latest)
+
+
+def test_a_sink_that_fails_once_is_retried_within_the_rotation(world: World) -> None:
+    import sys
+
+    attempts = world.out.parent / "attempts"
+    once = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path; sys.stdin.read(); p = Path(sys.argv[1]); "
+        "n = int(p.read_text() or 0) if p.exists() else 0; p.write_text(str(n + 1)); "
+        "sys.exit(1 if n == 0 else 0)",
+        str(attempts),
+    ]
+    text = config_text(world.sandbox.url, world.out, str(world.engine.url), sources=("web",))
+    text += f"      - {json.dumps({'type': 'exec', 'argv': once})}\n"
+    specs = specs_from_config(parse_config(text))
+    before = world.clock.now()
+    report = world.lifecycle().run(specs)
+    assert [o.ok for o in report.outcomes] == [True]
+    assert attempts.read_text() == "2"
+    assert world.clock.now() - before >= timedelta(seconds=1)  # it waited through the clock
