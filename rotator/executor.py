@@ -435,9 +435,10 @@ class Lifecycle:
         )
 
     def _deliver(self, spec: SourceSpec, credential: Credential, row_id: int) -> None:
-        for sink in self._sinks(spec):
+        for position, sink in enumerate(self._sinks(spec)):
             receipt = self._deliver_to(sink, credential)
-            self._mark_reached_a_sink(row_id)
+            if position == 0:
+                self._mark_reached_a_sink(row_id)
             self._checkpoint("sink-delivered")
             self._audit.record(
                 now=self._clock.now(),
@@ -468,9 +469,7 @@ class Lifecycle:
     def _mark_reached_a_sink(self, row_id: int) -> None:
         """Stamp ``delivered_at`` at the first sink: from then on a consumer may hold the key."""
         with self._sessions.begin() as session:
-            row = _row(session, row_id)
-            if row.delivered_at is None:
-                row.delivered_at = self._clock.now()
+            _row(session, row_id).delivered_at = self._clock.now()
 
     def _activate(self, spec: SourceSpec, rotation_id: str, row_id: int) -> None:
         now = self._clock.now()

@@ -910,17 +910,20 @@ class Prerequisite:
             else:
                 self._add_requires(step, key, value)
 
+    def _add_runner_features(self, step: Step, key: str, value: Any) -> None:
+        for feature in _strings(step, key, value):
+            if feature == "xpack":
+                self._xpack("required")
+            elif feature == "no_xpack":
+                self._xpack("forbidden")
+            else:
+                self.runner_features.append(feature)
+
     def _add_skip(self, step: Step, key: str, value: Any) -> None:
         if key == "reason":
             self.skip_reason = java_str(value)
         elif key == "features":
-            for feature in _strings(step, key, value):
-                if feature == "xpack":
-                    self._xpack("required")
-                elif feature == "no_xpack":
-                    self._xpack("forbidden")
-                else:
-                    self.runner_features.append(feature)
+            self._add_runner_features(step, key, value)
         elif key == "version":
             self.skip_version = java_str(value)
         elif key == "os":
@@ -946,13 +949,7 @@ class Prerequisite:
         if key == "reason":
             self.requires_reason = java_str(value)
         elif key == "test_runner_features":
-            for feature in _strings(step, key, value):
-                if feature == "xpack":
-                    self._xpack("required")
-                elif feature == "no_xpack":
-                    self._xpack("forbidden")
-                else:
-                    self.runner_features.append(feature)
+            self._add_runner_features(step, key, value)
         elif key == "cluster_features":
             self.requires_cluster_features.extend(_strings(step, key, value))
         elif key == "capabilities":

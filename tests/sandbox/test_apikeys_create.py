@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from elasticsearch import AuthorizationException, BadRequestError, Elasticsearch
 
-from rotator.sandbox import Sandbox
+from tests.sandbox.conftest import ADMIN
 
-ADMIN = ("x_pack_rest_user", "x-pack-test-password")
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox.start(users=[(*ADMIN, "superuser")]) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def es(sandbox: Sandbox) -> Elasticsearch:
-    return Elasticsearch(sandbox.url, basic_auth=ADMIN, request_timeout=10)
+pytestmark = pytest.mark.usefixtures("clean")
 
 
 def user(es: Elasticsearch, name: str, cluster: list[str], **role: Any) -> Elasticsearch:

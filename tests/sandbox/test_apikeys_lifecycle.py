@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,24 +24,8 @@ from rotator.sandbox.security_state import (
 )
 from rotator.sandbox.state import SandboxState
 
-ADMIN = ("x_pack_rest_user", "x-pack-test-password")
+pytestmark = pytest.mark.usefixtures("clean")
 NOW = 1_700_000_000_000
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox.start(users=[(*ADMIN, "superuser")]) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def es(sandbox: Sandbox) -> Elasticsearch:
-    return Elasticsearch(sandbox.url, basic_auth=ADMIN, request_timeout=10)
 
 
 def record(security: SecurityState, key_id: str, **fields: Any) -> ApiKeyRecord:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,24 +10,8 @@ from elasticsearch import AuthorizationException, BadRequestError, Elasticsearch
 
 from rotator.sandbox import Sandbox
 
-ADMIN = ("x_pack_rest_user", "x-pack-test-password")
+pytestmark = pytest.mark.usefixtures("clean")
 INVALIDATE = "cluster:admin/xpack/security/api_key/invalidate"
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox.start(users=[(*ADMIN, "superuser")]) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def es(sandbox: Sandbox) -> Elasticsearch:
-    return Elasticsearch(sandbox.url, basic_auth=ADMIN, request_timeout=10)
 
 
 @pytest.fixture

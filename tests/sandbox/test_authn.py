@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,24 +14,14 @@ from elasticsearch import Elasticsearch
 
 from rotator.sandbox import Sandbox
 from rotator.sandbox.authn import java_base64_decode, parse_api_key_credential
+from tests.sandbox.conftest import ADMIN
 
-ADMIN = ("x_pack_rest_user", "x-pack-test-password")
+pytestmark = pytest.mark.usefixtures("clean")
 CHALLENGES = ['Basic realm="security" charset="UTF-8"', 'Bearer realm="security"', "ApiKey"]
 UNSUCCESSFUL = (
     "unable to authenticate with provided credentials and anonymous access is not allowed for "
     "this request"
 )
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox.start(users=[(*ADMIN, "superuser")]) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: Sandbox) -> None:
-    sandbox.reset()
 
 
 def raw(

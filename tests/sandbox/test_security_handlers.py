@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,29 +15,14 @@ from elasticsearch import (
 )
 
 from rotator.sandbox import Sandbox
+from tests.sandbox.conftest import ADMIN
 
-ADMIN = ("x_pack_rest_user", "x-pack-test-password")
+pytestmark = pytest.mark.usefixtures("clean")
 INVALID_USER_NAME = (
     "User names must be at least 1 and no more than 1024 characters. They can contain "
     "alphanumeric characters (a-z, A-Z, 0-9), spaces, punctuation, and printable symbols in the "
     "Basic Latin (ASCII) block. Leading or trailing whitespace is not allowed."
 )
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox.start(users=[(*ADMIN, "superuser")]) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: Sandbox) -> None:
-    sandbox.reset()
-
-
-@pytest.fixture
-def es(sandbox: Sandbox) -> Elasticsearch:
-    return Elasticsearch(sandbox.url, basic_auth=ADMIN, request_timeout=10)
 
 
 def reason(exc: Any) -> str:

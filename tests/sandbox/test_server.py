@@ -27,15 +27,9 @@ from elasticsearch import (
 from freezegun import freeze_time
 
 from rotator.sandbox import Sandbox
+from tests.sandbox.conftest import ADMIN
 
-ADMIN = ("x_pack_rest_user", "x-pack-test-password")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox.start(users=[(*ADMIN, "superuser")]) as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)
