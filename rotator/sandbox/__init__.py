@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rotator.sandbox.server import Dispatcher, ServerThread
     from rotator.sandbox.state import SandboxState
+    from rotator.sandbox.wire import Limits
 
 DEFAULT_VERSION = "8.17.4"
 SUPPORTED_MAJORS = (8, 9)
@@ -81,6 +82,7 @@ class Sandbox:
         users: Iterable[UserSpec | str] = (),
         elastic_password: str | None = None,
         state_file: str | Path | None = None,
+        limits: Limits | None = None,
     ) -> Sandbox:
         """Start a sandbox on a background thread (port 0 picks a free port).
 
@@ -93,6 +95,8 @@ class Sandbox:
             elastic_password: the password of the superuser ``elastic`` (random when None, or
                 taken from ``users`` when it names ``elastic``).
             state_file: load state from this file if it exists; ``save()`` writes it back.
+            limits: body size, timeouts and connection cap of the HTTP server
+                (``rotator.sandbox.wire.Limits``; its defaults when None).
 
         Raises:
             ValueError: an unsupported version or a malformed user.
@@ -108,7 +112,7 @@ class Sandbox:
         if state_file is not None and Path(state_file).is_file():
             state.load_json(json.loads(Path(state_file).read_text(encoding="utf-8")))
         dispatcher = build_dispatcher(state)
-        thread = ServerThread(dispatcher, host, port)
+        thread = ServerThread(dispatcher, host, port, limits)
         sandbox = cls(state, dispatcher, thread, password)
         sandbox.state_file = Path(state_file) if state_file is not None else None
         thread.start()

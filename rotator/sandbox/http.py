@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,11 @@ if TYPE_CHECKING:
     from rotator.sandbox.state import SandboxState
 
 _COMPAT = re.compile(r"compatible-with\s*=\s*(\d+)")
+# Jackson's StreamReadConstraints default, which Elasticsearch keeps (XContentImplUtils).
+MAX_NESTING_DEPTH = 1000
+_SHALLOW = 200
+_DEEP_PARSE = threading.Lock()
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _TRUE = {"true", ""}
 _FALSE = {"false"}
 
@@ -50,14 +57,7 @@ class Request:
             if required:
                 raise EsError(400, "parse_exception", "request body is required")
             return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise EsError(
-                400,
-                "x_content_parse_exception",
-                f"[{exc.lineno}:{exc.colno}] Unexpected character or end of input: {exc.msg}",
-            ) from None
+        return parse_json(text)
 
     def json_object(self, *, required: bool = False) -> dict[str, Any]:
         """Parse the body as a JSON object ({} when empty and not required)."""
@@ -93,6 +93,65 @@ class Request:
             return self.param_bool(name)
         except EsError:
             return False
+
+
+def parse_json(text: str) -> Any:
+    """Parse JSON text as Elasticsearch's parser would accept it.
+
+    Raises:
+        EsError: 400 ``x_content_parse_exception`` with a ``[line:col]`` prefix for invalid JSON
+            or for nesting deeper than Jackson's limit of 1000.
+    """
+    deepest = _deepest(text)
+    try:
+        if deepest <= _SHALLOW:
+            return json.loads(text)
+        with _DEEP_PARSE:
+            # Python's json recurses once per level; make room for Jackson's 1000 levels.
+            previous = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(previous, MAX_NESTING_DEPTH * 3))
+            try:
+                return json.loads(text)
+            finally:
+                sys.setrecursionlimit(previous)
+    except json.JSONDecodeError as exc:
+        raise EsError(
+            400,
+            "x_content_parse_exception",
+            f"[{exc.lineno}:{exc.colno}] Unexpected character or end of input: {exc.msg}",
+        ) from None
+
+
+def _deepest(text: str) -> int:
+    """The deepest nesting of ``text`` (a lower bound when it is shallow).
+
+    Raises:
+        EsError: the nesting goes past Jackson's limit (at the bracket that does).
+    """
+    if text.count("[") + text.count("{") <= _SHALLOW:
+        return 0
+    depth = deepest = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_NESTING_DEPTH:
+                raise _too_deep(text, match.start())
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
+def _too_deep(text: str, position: int) -> EsError:
+    line = text.count("\n", 0, position) + 1
+    column = position - text.rfind("\n", 0, position)
+    return EsError(
+        400,
+        "x_content_parse_exception",
+        f"[{line}:{column}] Document nesting depth ({MAX_NESTING_DEPTH + 1}) exceeds the maximum "
+        f"allowed ({MAX_NESTING_DEPTH}, from `StreamReadConstraints.getMaxNestingDepth()`)",
+    )
 
 
 @dataclass

@@ -1,8 +1,15 @@
-"""The sandbox's HTTP server: one thread per connection, Elasticsearch's headers and errors."""
+"""The sandbox's HTTP server: one thread per connection, Elasticsearch's headers and errors.
+
+The server holds under abuse: bodies are limited as they are decoded (``Content-Length`` or
+chunked), malformed framing is answered 400, silent or trickling clients are cut off by an idle
+timeout and a per-request deadline, and the number of connections served at once is capped.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import socket
 import threading
 from collections.abc import Callable
@@ -24,10 +31,18 @@ from rotator.sandbox.http import (
 )
 from rotator.sandbox.params import check_params
 from rotator.sandbox.state import SandboxState
+from rotator.sandbox.wire import (
+    MAX_BODY,
+    BodyTooLarge,
+    DeadlineSocketReader,
+    Limits,
+    content_length,
+    read_chunked,
+)
 
 # How often (in sandbox time) the remover of expired and invalidated keys runs.
 REMOVER_INTERVAL_MS = 60_000
-MAX_BODY = 100 * 1024 * 1024
+__all__ = ["MAX_BODY", "Dispatcher", "Limits", "SandboxHTTPServer", "ServerThread"]
 
 _log = get_logger("rotator.sandbox")
 
@@ -84,7 +99,7 @@ class Dispatcher:
             self.state.stats[(method, template, status)] += 1
 
 
-def _handler_class(dispatcher: Dispatcher) -> type[BaseHTTPRequestHandler]:
+def _handler_class(dispatcher: Dispatcher, limits: Limits) -> type[BaseHTTPRequestHandler]:
     clock = SystemClock()
 
     class SandboxRequestHandler(BaseHTTPRequestHandler):
@@ -95,11 +110,18 @@ def _handler_class(dispatcher: Dispatcher) -> type[BaseHTTPRequestHandler]:
         # delayed ACKs add ~40 ms to every keep-alive request.
         disable_nagle_algorithm = True
 
+        def setup(self) -> None:
+            """Read through a socket reader that enforces the idle timeout and the deadline."""
+            super().setup()
+            self._reader = DeadlineSocketReader(self.connection, limits, clock.monotonic)
+            self.rfile = io.BufferedReader(self._reader, 65536)
+
         def log_message(self, format: str, *args: Any) -> None:
             """Silence the default stderr access log."""
 
         def _serve(self) -> None:
             body = self._read_body()
+            self._reader.request_done()
             if body is None:
                 return
             request = Request.parse(self.command, self.path, dict(self.headers.items()), body)
@@ -120,23 +142,41 @@ def _handler_class(dispatcher: Dispatcher) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
 
         def _read_body(self) -> bytes | None:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                return self._read_chunked()
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.send_error(413)
-                return None
-            return self.rfile.read(length) if length else b""
+            """The decoded body, or None once a 400/413 has been answered or the peer left."""
+            try:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    return read_chunked(self.rfile, limits.max_body)
+                length = content_length(self.headers.get_all("Content-Length") or [])
+                if length is not None and length > limits.max_body:
+                    raise BodyTooLarge
+                return self._read_exact(length or 0)
+            except BodyTooLarge:
+                self._refuse(413, None)
+            except EsError as error:
+                self._refuse(error.status, error_response(error).body)
+            except ConnectionError:
+                self.close_connection = True
+            return None
 
-        def _read_chunked(self) -> bytes:
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
+        def _read_exact(self, length: int) -> bytes:
+            data = self.rfile.read(length) if length else b""
+            if len(data) < length:
+                raise ConnectionError("client closed the connection mid-body")
+            return data
+
+        def _refuse(self, status: int, body: Any) -> None:
+            """Answer a request that cannot be read, then close the connection."""
+            payload = render_body(body)
+            self.send_response(status)
+            self.send_header("X-Elastic-Product", "Elasticsearch")
+            if body is not None:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(payload)
+            dispatcher.record(self.command, "unread", status)
+            self.close_connection = True
 
         def _write(self, request: Request, response: Response, decision: FaultDecision) -> None:
             payload = render_body(response.body, pretty=request.param_bool_safe("pretty"))
@@ -173,17 +213,64 @@ def _content_type(request: Request, major: int) -> str:
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server whose worker threads never block interpreter exit."""
+    """A threading HTTP server that serves at most ``limits.max_connections`` at once.
+
+    A connection over the cap is answered 503 and closed at once, so slow or idle clients can
+    hold only a bounded number of worker threads. Worker threads never block interpreter exit.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limits: Limits
+    ) -> None:
+        super().__init__(address, handler)
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(limits.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on a thread if a slot is free; refuse it otherwise."""
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        limit = self.limits.max_connections
+        body = json.dumps(
+            {"error": f"too many open connections (the sandbox serves {limit})", "status": 503}
+        ).encode()
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nX-Elastic-Product: Elasticsearch\r\n"
+            "Content-Type: application/json\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(head + body)
+        self.shutdown_request(request)
 
 
 class ServerThread:
     """Runs a SandboxHTTPServer on a background thread."""
 
-    def __init__(self, dispatcher: Dispatcher, host: str, port: int) -> None:
-        self.httpd = SandboxHTTPServer((host, port), _handler_class(dispatcher))
+    def __init__(
+        self, dispatcher: Dispatcher, host: str, port: int, limits: Limits | None = None
+    ) -> None:
+        limits = limits or Limits()
+        self.httpd = SandboxHTTPServer((host, port), _handler_class(dispatcher, limits), limits)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )
