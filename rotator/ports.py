@@ -40,11 +40,17 @@ def secret_fingerprint(secret: str) -> str:
 
 @dataclass(frozen=True)
 class DeliveryReceipt:
-    """What a sink reports after a successful delivery (no secret)."""
+    """What a sink reports after a successful delivery (no secret).
+
+    ``state`` is what the sink can later check the delivered credential against (for a file:
+    mode, owner and a keyed hash of the content); it is JSON-ready and kept in the store, so it
+    never holds the secret or an unkeyed hash of it.
+    """
 
     sink: str
     target: str
     detail: str = ""
+    state: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Sink(Protocol):
@@ -61,6 +67,14 @@ class Sink(Protocol):
 
     def acknowledge(self, credential: Credential) -> bool:
         """Whether the consumer has moved to this credential (True when no ack is defined)."""
+        ...
+
+    def check(self, state: Mapping[str, Any]) -> str | None:
+        """Whether what was delivered is still in place, given the receipt's ``state``.
+
+        Returns None when it is (or when the sink cannot tell, like exec and webhook), else one
+        line saying what changed (``mode is 0644, was 0600``); never the secret.
+        """
         ...
 
 
@@ -112,4 +126,8 @@ class KeyAuthority(Protocol):
 
     def check_privileges(self, credential: Credential, body: Mapping[str, Any]) -> dict[str, Any]:
         """Authenticate as the key and ask ``_has_privileges``; returns the answer."""
+        ...
+
+    def check_own_privileges(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask ``_has_privileges`` as rotator's own identity (a key never holds more)."""
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rotator.clock import Clock
 from rotator.config import ExecSink, FileSink, WebhookSink
+from rotator.delivery.common import SinkFailed
 from rotator.delivery.exec import ExecDelivery
 from rotator.delivery.file import FileDelivery, render
 from rotator.delivery.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDelivery, sign
@@ -14,6 +15,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "ExecDelivery",
     "FileDelivery",
+    "SinkFailed",
     "WebhookDelivery",
     "build_sink",
     "render",

@@ -11,8 +11,10 @@ header takes. The newline lets line-oriented tools (``read``, ``head -n1``) see 
 The command's environment holds a few inherited variables (PATH, HOME, LANG...) and
 ``ROTATOR_KEY_ID``, ``ROTATOR_KEY_NAME``, ``ROTATOR_SOURCE`` and ``ROTATOR_KEY_EXPIRATION``
 (ISO-8601 UTC, or empty when the key does not expire). It runs in its own process group, which is
-killed as a whole when the timeout passes. Its stdout is discarded; the last lines of its stderr,
-scrubbed of the secret, go into the error of a failed delivery.
+killed as a whole when the timeout passes. Its stdout and stderr are read together; when the
+delivery fails, their last lines, scrubbed of every encoding of the credential (raw, base64, hex)
+and capped, go into the failure's message, while its ``summary`` says only how the command ended.
+Nothing it prints is kept when it succeeds.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rotator.clock import Clock
 from rotator.config import ExecSink
-from rotator.delivery.common import iso, require_source
-from rotator.errors import DeliveryFailed
-from rotator.log import REDACTED, get_logger, redact_text
+from rotator.delivery.common import SinkFailed, iso, printable, require_source
+from rotator.delivery.scrub import excerpt
+from rotator.log import get_logger
 from rotator.ports import Credential, DeliveryReceipt
 
 INHERITED_VARIABLES = (
@@ -44,19 +47,16 @@ INHERITED_VARIABLES = (
     "LOGNAME",
     "TMPDIR",
 )
-_STDERR_TAIL_BYTES = 64 * 1024
-_STDERR_LINES = 10
-_LINE_CHARS = 300
 # How long to wait for the pipes to close after the process group was killed.
 _REAP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
 class _Outcome:
-    """How a command ended: its exit status (None when it timed out) and its stderr."""
+    """How a command ended: its exit status (None when it timed out) and what it printed."""
 
     returncode: int | None
-    stderr: bytes
+    output: bytes
 
 
 class ExecDelivery:
@@ -87,14 +87,15 @@ class ExecDelivery:
 
     @property
     def name(self) -> str:
-        """``exec:<program>``."""
-        return f"exec:{self._config.argv[0]}"
+        """``exec:<program>`` (control characters escaped)."""
+        return f"exec:{printable(self._config.argv[0])}"
 
     def deliver(self, credential: Credential) -> DeliveryReceipt:
         """Run the command with the credential (in ``stdin_format``) and a newline on its stdin.
 
         Raises:
-            DeliveryFailed: the command could not start, exited non-zero or timed out.
+            SinkFailed: the command could not start, exited non-zero or timed out; ``summary``
+                says which, the message adds the scrubbed end of its output.
         """
         require_source(credential, self._source, self.name)
         started = self._clock.monotonic()
@@ -107,7 +108,7 @@ class ExecDelivery:
         timeout = self._config.timeout.total_seconds()
         outcome = self._run(self._config.argv, secret, credential, timeout)
         if outcome.returncode != 0:
-            raise DeliveryFailed(self._failure(outcome, credential))
+            raise SinkFailed(self._ending(outcome), excerpt(outcome.output, credential))
         elapsed = self._clock.monotonic() - started
         return DeliveryReceipt(sink="exec", target=self._config.argv[0], detail=_took(elapsed))
 
@@ -122,14 +123,26 @@ class ExecDelivery:
         timeout = self._config.ack_timeout.total_seconds()
         try:
             outcome = self._run(command, None, credential, timeout)
-        except DeliveryFailed as exc:
-            self._log.warning("ack_command_unavailable", command=command[0], error=exc.message)
+        except SinkFailed as exc:
+            self._log.warning("ack_command_unavailable", command=command[0], error=exc.summary)
             return False
         if outcome.returncode is None:
             self._log.warning("ack_command_timed_out", command=command[0], timeout=timeout)
         elif outcome.returncode != 0:
-            self._log.info("ack_command_declined", command=command[0], status=outcome.returncode)
+            self._log.info(
+                "ack_command_declined",
+                command=command[0],
+                status=outcome.returncode,
+                output=excerpt(outcome.output, credential),
+            )
         return outcome.returncode == 0
+
+    def check(self, state: Mapping[str, Any]) -> str | None:
+        """A command keeps nothing rotator could look at later: always None (cannot tell).
+
+        Whether the consumer still uses the credential is what ``ack_command`` answers.
+        """
+        return None
 
     def _run(
         self, argv: Sequence[str], stdin: bytes | None, credential: Credential, timeout: float
@@ -138,7 +151,10 @@ class ExecDelivery:
             return _execute(argv, stdin=stdin, env=self._environment(credential), timeout=timeout)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise DeliveryFailed(f"{self.name}: cannot run {argv[0]}: {reason}") from None
+            raise SinkFailed(f"{self.name}: cannot run {printable(argv[0])}: {reason}") from None
+        except ValueError:
+            # subprocess refuses NUL bytes (and unencodable text) in argv and the environment.
+            raise SinkFailed(f"{self.name}: cannot run it: {_unusable(argv)}") from None
 
     def _environment(self, credential: Credential) -> dict[str, str]:
         env = {name: self._environ[name] for name in INHERITED_VARIABLES if name in self._environ}
@@ -149,7 +165,8 @@ class ExecDelivery:
         env["ROTATOR_KEY_EXPIRATION"] = iso(credential.expiration) or ""
         return env
 
-    def _failure(self, outcome: _Outcome, credential: Credential) -> str:
+    def _ending(self, outcome: _Outcome) -> str:
+        """How the command ended, in one line without its output."""
         if outcome.returncode is None:
             limit = _seconds(self._config.timeout.total_seconds())
             what = f"timed out after {limit}; its process group was killed"
@@ -157,8 +174,19 @@ class ExecDelivery:
             what = f"killed by signal {_signal_name(-outcome.returncode)}"
         else:
             what = f"exited with status {outcome.returncode}"
-        tail = _stderr_tail(outcome.stderr, (credential.encoded, credential.api_key))
-        return f"{self.name}: {what}" + (f"; stderr: {tail}" if tail else "")
+        return f"{self.name}: {what}"
+
+
+def _unusable(argv: Sequence[str]) -> str:
+    """Say which argument a command cannot be started with."""
+    for index, argument in enumerate(argv):
+        if "\0" in argument:
+            return f"argv[{index}] contains a NUL byte"
+        try:
+            argument.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return f"argv[{index}] is not encodable text"
+    return "its environment holds a NUL byte or unencodable text"
 
 
 def _execute(
@@ -172,18 +200,18 @@ def _execute(
     process = subprocess.Popen(
         list(argv),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         env=dict(env),
         close_fds=True,
         start_new_session=True,
     )
     try:
-        _, stderr = process.communicate(stdin, timeout=timeout)
+        output, _ = process.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(process.pid)
         return _Outcome(None, _reap(process))
-    return _Outcome(process.returncode, stderr or b"")
+    return _Outcome(process.returncode, output or b"")
 
 
 def _kill_group(pgid: int) -> None:
@@ -193,36 +221,16 @@ def _kill_group(pgid: int) -> None:
 
 
 def _reap(process: subprocess.Popen[bytes]) -> bytes:
-    """Collect a killed process and what it wrote to stderr."""
+    """Collect a killed process and what it printed."""
     try:
-        _, stderr = process.communicate(timeout=_REAP_SECONDS)
+        output, _ = process.communicate(timeout=_REAP_SECONDS)
     except subprocess.TimeoutExpired:
         # A process outside the group still holds the pipe: give up on the output.
-        if process.stderr is not None:
-            process.stderr.close()
+        if process.stdout is not None:
+            process.stdout.close()
         process.wait()
         return b""
-    return stderr or b""
-
-
-def _stderr_tail(stderr: bytes, secrets: Sequence[str]) -> str:
-    """Return the last lines of a command's stderr, joined by `` | ``, with secrets removed.
-
-    The secrets are replaced before the text is cut, so a cut can never leave part of one.
-    """
-    data = stderr[-_STDERR_TAIL_BYTES:]
-    if len(stderr) > _STDERR_TAIL_BYTES:
-        _, _, data = data.partition(b"\n")  # drop the partial first line (it may hold a piece)
-    text = data.decode("utf-8", "replace")
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    lines = [line.strip() for line in redact_text(text).splitlines() if line.strip()]
-    return " | ".join(_shorten(line) for line in lines[-_STDERR_LINES:])
-
-
-def _shorten(line: str) -> str:
-    return line if len(line) <= _LINE_CHARS else line[: _LINE_CHARS - 3] + "..."
+    return output or b""
 
 
 def _signal_name(number: int) -> str:

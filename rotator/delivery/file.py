@@ -1,21 +1,26 @@
-"""File sink: writes a credential atomically with a fixed mode and owner, then reads it back."""
+"""File sink: writes a credential atomically with a fixed mode and owner, then reads it back.
+
+The directory must not be writable by others (see :mod:`rotator.delivery.filecheck`); the receipt's
+``state`` records the file's mode, owner, size and a keyed hash, which :meth:`FileDelivery.check`
+later compares with what is on disk.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import grp
-import hashlib
 import json
 import os
 import pwd
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from rotator.config import FileSink
-from rotator.delivery.common import credential_document, require_source
-from rotator.errors import ConfigError, DeliveryFailed
+from rotator.delivery.common import SinkFailed, credential_document, require_source
+from rotator.delivery.filecheck import compare, record, require_safe_directory
+from rotator.errors import ConfigError
 from rotator.ports import Credential, DeliveryReceipt
 
 # O_EXCL: the temp file is always new; O_NOFOLLOW: never write through a planted symlink.
@@ -71,25 +76,42 @@ class FileDelivery:
     def deliver(self, credential: Credential) -> DeliveryReceipt:
         """Write the credential atomically and check what landed on disk.
 
+        The receipt's ``state`` is :func:`rotator.delivery.filecheck.record` of the file.
+
         Raises:
-            DeliveryFailed: the directory is missing, the owner or group is unknown or cannot be
-                set, the write failed, or the file read back differs from what was written.
+            SinkFailed: the directory is missing or writable by others, the owner or group is
+                unknown or cannot be set, the write failed, or the file read back differs from
+                what was written.
         """
         require_source(credential, self._source, self.name)
         content = render(credential, self._config.format, self._config.env_var).encode()
         owner = self._owner()
-        self._require_directory()
         try:
+            require_safe_directory(self._path, self.name)
             _write_atomically(self._path, content, self._mode, owner)
         except OSError as exc:
-            raise DeliveryFailed(f"{self.name}: cannot write the file: {_reason(exc)}") from exc
+            raise SinkFailed(f"{self.name}: cannot write the file: {_reason(exc)}") from exc
         self._verify(content)
+        try:
+            state = record(self._path, content)
+        except OSError as exc:
+            raise SinkFailed(f"{self.name}: cannot look at the file: {_reason(exc)}") from None
         detail = f"format={self._config.format} mode={self._mode:04o}"
-        return DeliveryReceipt(sink="file", target=str(self._path), detail=detail)
+        return DeliveryReceipt(sink="file", target=str(self._path), detail=detail, state=state)
 
     def acknowledge(self, credential: Credential) -> bool:
         """A file has no acknowledgement: always True."""
         return True
+
+    def check(self, state: Mapping[str, Any]) -> str | None:
+        """Compare the file with a receipt's ``state``: None when it is as delivered.
+
+        Returns:
+            None when mode, owner, group and content are as delivered (or ``state`` is not a
+            usable record); else one line such as ``mode is 0644, was 0600``, ``content
+            replaced``, ``file missing`` or ``replaced by a symlink``, never the content.
+        """
+        return compare(self._path, state)
 
     def _owner(self) -> _Owner:
         owner, group = self._config.owner, self._config.group
@@ -100,24 +122,16 @@ class FileDelivery:
         )
         return _Owner(uid, gid, f"{self.name}: {label}")
 
-    def _require_directory(self) -> None:
-        directory = self._path.parent
-        if not directory.is_dir():
-            raise DeliveryFailed(
-                f"{self.name}: the directory {directory} does not exist (or is not a directory);"
-                " create it first: rotator does not create directories"
-            )
-
     def _verify(self, expected: bytes) -> None:
         try:
             found = _read_back(self._path)
         except OSError as exc:
-            raise DeliveryFailed(f"{self.name}: cannot read the file back: {_reason(exc)}") from exc
-        want, got = _sha256(expected), _sha256(found)
-        if want != got:
-            raise DeliveryFailed(
-                f"{self.name}: read-back mismatch: wrote sha256:{want[:12]}, "
-                f"found sha256:{got[:12]}"
+            raise SinkFailed(f"{self.name}: cannot read the file back: {_reason(exc)}") from exc
+        if found != expected:
+            # No digest of either: the message reaches the audit trail.
+            raise SinkFailed(
+                f"{self.name}: read-back mismatch: {len(found)} bytes found where "
+                f"{len(expected)} were written"
             )
 
 
@@ -140,7 +154,7 @@ def _lookup(
     try:
         return resolve(value)
     except KeyError:
-        raise DeliveryFailed(f"{sink}: {field} {value!r} is not a known {kind}") from None
+        raise SinkFailed(f"{sink}: {field} {value!r} is not a known {kind}") from None
 
 
 def _user_id(name: str) -> int:
@@ -179,7 +193,7 @@ def _set_owner(fd: int, owner: _Owner) -> None:
     try:
         os.fchown(fd, owner.uid, owner.gid)
     except PermissionError:
-        raise DeliveryFailed(
+        raise SinkFailed(
             f"{owner.label}: not permitted to give the file away; rotator must run as root, "
             "or as that owner and a member of that group"
         ) from None
@@ -203,10 +217,6 @@ def _unlink_quietly(path: Path) -> None:
 def _read_back(path: Path) -> bytes:
     """Read the delivered file (a seam for tests that simulate a corrupted write)."""
     return path.read_bytes()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _reason(exc: OSError) -> str:

@@ -25,26 +25,35 @@ Any 2xx answer means delivered. Connection errors, timeouts, 429 and 5xx are ret
 times with exponential backoff (honouring a ``Retry-After`` in seconds); other answers, redirects
 included, fail at once. Redirects are never followed: one could carry the credential elsewhere.
 TLS certificates and host names are always verified against the system's trust store; plain
-``http://`` is refused unless ``allow_insecure`` is true. Proxy variables are not used.
+``http://`` is refused unless ``allow_insecure`` is true. Proxy variables are not used. The URL
+must be ASCII without spaces or control characters (percent-encode anything else).
+
+A failed delivery raises :class:`~rotator.delivery.common.SinkFailed`: its ``summary`` names the
+sink and the HTTP status (with the standard phrase) or the kind of connection failure, and nothing
+the receiver sent; the message adds the receiver's answer (reason phrase, body start or redirect
+target), scrubbed of every encoding of the credential and capped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http
 import http.client
 import json
 import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from rotator.clock import Clock
 from rotator.config import WebhookSink
-from rotator.delivery.common import credential_document, require_source
-from rotator.errors import ConfigError, DeliveryFailed
-from rotator.log import REDACTED, get_logger, redact_text, register_secret
+from rotator.delivery.common import SinkFailed, credential_document, printable, require_source
+from rotator.delivery.scrub import excerpt
+from rotator.errors import ConfigError
+from rotator.log import get_logger, register_secret
 from rotator.ports import Credential, DeliveryReceipt
 from rotator.secrets import resolve_secret
 
@@ -52,7 +61,17 @@ SIGNATURE_HEADER = "X-Rotator-Signature"
 TIMESTAMP_HEADER = "X-Rotator-Timestamp"
 _SNIPPET_BYTES = 2048
 _SNIPPET_CHARS = 200
+# What http.client can put on the request line: printable ASCII without spaces.
+_SENDABLE = re.compile(r"[!-~]*")
 _TRAILING_TOKEN = re.compile(r"[^\s\"',;<>]+$")
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Why an attempt failed: what to summarise and what the receiver sent (scrubbed)."""
+
+    summary: str
+    output: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,14 +124,14 @@ class WebhookDelivery:
 
     @property
     def name(self) -> str:
-        """``webhook:<url>`` without credentials, query or fragment."""
-        return f"webhook:{_display_url(self._url)}"
+        """``webhook:<url>`` without userinfo, query or fragment; control characters escaped."""
+        return f"webhook:{printable(_display_url(self._url))}"
 
     def deliver(self, credential: Credential) -> DeliveryReceipt:
         """POST the signed credential, retrying transient failures.
 
         Raises:
-            DeliveryFailed: the URL is not allowed, the HMAC secret is missing, the receiver
+            SinkFailed: the URL is not allowed, the HMAC secret is missing, the receiver
                 refused the credential, or every attempt failed.
         """
         require_source(credential, self._source, self.name)
@@ -125,15 +144,28 @@ class WebhookDelivery:
         """A webhook has no acknowledgement beyond its 2xx answer: always True."""
         return True
 
+    def check(self, state: Mapping[str, Any]) -> str | None:
+        """A receiver keeps nothing rotator could look at later: always None (cannot tell).
+
+        Its 2xx answer is the only evidence of delivery; asking it again would mean sending the
+        credential again.
+        """
+        return None
+
     def _require_allowed_url(self) -> None:
         scheme = self._url.scheme
+        if not _SENDABLE.fullmatch(self._config.url):
+            raise SinkFailed(
+                f"{self.name}: the URL holds non-ASCII, space or control characters, which "
+                "cannot be sent; percent-encode them"
+            )
         if scheme == "http" and not self._config.allow_insecure:
-            raise DeliveryFailed(
+            raise SinkFailed(
                 f"{self.name}: plain http would send the credential unencrypted; use https or "
                 "set allow_insecure: true"
             )
         if scheme not in ("http", "https") or not self._url.hostname or not _valid_port(self._url):
-            raise DeliveryFailed(f"{self.name}: expected an https:// URL with a host (and port)")
+            raise SinkFailed(f"{self.name}: expected an https:// URL with a host (and port)")
 
     def _hmac_key(self) -> bytes:
         at = f"sources[{self._source}].deliver[webhook].hmac_secret"
@@ -143,18 +175,20 @@ class WebhookDelivery:
                 config.hmac_secret_env, config.hmac_secret_file, at, self._environ
             )
         except ConfigError as exc:
-            raise DeliveryFailed(f"{self.name}: {'; '.join(exc.problems)}") from None
+            raise SinkFailed(f"{self.name}: {'; '.join(exc.problems)}") from None
         if secret is None:
-            raise DeliveryFailed(f"{self.name}: {at}_env or {at}_file must name the signing secret")
+            raise SinkFailed(f"{self.name}: {at}_env or {at}_file must name the signing secret")
         register_secret(secret)
         return secret.encode()
 
     def _send(self, body: bytes, key: bytes, credential: Credential) -> DeliveryReceipt:
         attempts = self._config.retries + 1
-        problem, wait = "", 0.0
+        problem, wait = _Problem(""), 0.0
         for attempt in range(1, attempts + 1):
             if attempt > 1:
-                self._log.warning("webhook_retry", attempt=attempt, after=problem, wait=wait)
+                self._log.warning(
+                    "webhook_retry", attempt=attempt, after=problem.summary, wait=wait
+                )
                 self._clock.sleep(wait)
             reply, problem = self._attempt(body, key, credential)
             if reply is not None and 200 <= reply.status < 300:
@@ -162,22 +196,30 @@ class WebhookDelivery:
                 target = _display_url(self._url)
                 return DeliveryReceipt(sink="webhook", target=target, detail=detail)
             wait = self._delay(attempt, reply.retry_after if reply else None)
-        raise DeliveryFailed(f"{self.name}: {problem} (after {attempts} attempt(s))")
+        summary = f"{self.name}: {problem.summary} (after {attempts} attempt(s))"
+        raise SinkFailed(summary, problem.output, label="answer")
 
     def _attempt(
         self, body: bytes, key: bytes, credential: Credential
-    ) -> tuple[_Reply | None, str]:
+    ) -> tuple[_Reply | None, _Problem]:
         """Make one attempt: a reply worth retrying or a transient problem, else raise."""
         try:
             reply = _post(self._url, body, self._headers(body, key), self._timeout)
         except ssl.SSLCertVerificationError as exc:
             reason = exc.verify_message or exc.reason or "verification failed"
-            raise DeliveryFailed(f"{self.name}: TLS certificate not accepted: {reason}") from None
+            raise SinkFailed(
+                f"{self.name}: TLS certificate not accepted", excerpt(reason, credential)
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
-            return None, _scrub(f"connection failed: {_describe(exc)}", credential)
+            return None, _connection_problem(exc, credential)
+        except ValueError as exc:
+            # http.client refuses what it cannot put on the wire (UnicodeEncodeError included).
+            raise SinkFailed(
+                f"{self.name}: the request cannot be sent ({type(exc).__name__})"
+            ) from None
         if 200 <= reply.status < 300 or reply.retryable:
-            return reply, _scrub(f"HTTP {reply.status} {reply.reason}".strip(), credential)
-        raise DeliveryFailed(self._refusal(reply, credential))
+            return reply, _Problem(_status(reply.status), _answer(reply, credential))
+        raise self._refusal(reply, credential)
 
     def _headers(self, body: bytes, key: bytes) -> dict[str, str]:
         timestamp = str(int(self._clock.now().timestamp()))
@@ -198,18 +240,18 @@ class WebhookDelivery:
             delay = max(delay, min(retry_after, self._max_backoff))
         return delay
 
-    def _refusal(self, reply: _Reply, credential: Credential) -> str:
-        status = _scrub(f"{self.name}: HTTP {reply.status} {reply.reason}".rstrip(), credential)
+    def _refusal(self, reply: _Reply, credential: Credential) -> SinkFailed:
+        status = f"{self.name}: {_status(reply.status)}"
         if 300 <= reply.status < 400:
-            target = _scrub(reply.location or "(no Location)", credential)[:_SNIPPET_CHARS]
-            return (
-                f"{status}: a redirect to {target}; redirects are never followed, so that the "
-                "credential cannot be carried elsewhere"
+            target = excerpt(reply.location or "(no Location)", credential, limit=_SNIPPET_CHARS)
+            return SinkFailed(
+                f"{status}: a redirect, never followed so that the credential cannot be carried "
+                "elsewhere",
+                target,
+                label="to",
             )
-        snippet = _scrub(" ".join(reply.text.split()), credential)[:_SNIPPET_CHARS]
-        return f"{status}: the receiver refused the credential" + (
-            f": {snippet}" if snippet else ""
-        )
+        summary = f"{status}: the receiver refused the credential"
+        return SinkFailed(summary, _answer(reply, credential), label="answer")
 
 
 def sign(key: bytes, timestamp: str, body: bytes) -> str:
@@ -295,13 +337,30 @@ def _retry_after(value: str | None) -> float | None:
     return float(value.strip())
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _status(status: int) -> str:
+    """``HTTP 503 Service Unavailable``: the phrase is the standard one, not the receiver's."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP {status} {phrase}".rstrip()
 
 
-def _scrub(text: str, credential: Credential) -> str:
-    for secret in (credential.encoded, credential.api_key):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return redact_text(text)
+def _answer(reply: _Reply, credential: Credential) -> str:
+    """The receiver's reason phrase (when not the standard one) and body start, scrubbed."""
+    parts = [" ".join(reply.text.split())]
+    standard = _status(reply.status).partition(" ")[2].partition(" ")[2]
+    if reply.reason and reply.reason != standard:
+        parts.insert(0, reply.reason)
+    text = ": ".join(part for part in parts if part)
+    return excerpt(text, credential, keep="head", limit=_SNIPPET_CHARS)
+
+
+def _connection_problem(
+    exc: OSError | http.client.HTTPException, credential: Credential
+) -> _Problem:
+    """Name the failure's kind in the summary; its text (which may quote the receiver) apart."""
+    kind = type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return _Problem(f"connection failed: {kind} ({exc.strerror})")
+    return _Problem(f"connection failed: {kind}", excerpt(str(exc), credential))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 import textwrap
 import threading
@@ -18,7 +19,7 @@ from structlog.testing import capture_logs
 from rotator.clock import ManualClock
 from rotator.config import ExecSink
 from rotator.delivery import ExecDelivery, build_sink
-from rotator.delivery.exec import _stderr_tail
+from rotator.delivery.scrub import excerpt
 from rotator.errors import DeliveryFailed
 from rotator.log import REDACTED
 from rotator.ports import Credential
@@ -165,6 +166,7 @@ def test_non_zero_exit_fails_with_status_and_scrubbed_stderr(tmp_path: Path) -> 
         sink([PY, child, SECRET]).deliver(credential())
     message = str(caught.value)
     assert "exited with status 3" in message
+    assert caught.value.summary == f"exec:{PY}: exited with status 3"  # type: ignore[attr-defined]
     assert "starting" in message
     assert f"cannot store {KEY_ID}:{REDACTED}" in message
     assert_no_secret(caught.value)
@@ -219,16 +221,65 @@ def dies_soon(pid: int) -> bool:
     return False
 
 
-def test_stderr_tail_scrubs_before_cutting() -> None:
+def test_output_excerpt_scrubs_before_cutting() -> None:
     noise = b"x" * 70_000 + b"\n"
-    stderr = noise + f"key {ENCODED} and {SECRET}\n".encode() + b"last\n"
-    tail = _stderr_tail(stderr, (ENCODED, SECRET))
-    assert tail == f"key {REDACTED} and {REDACTED} | last"
+    output = noise + f"key {ENCODED} and {SECRET}\n".encode() + b"last\n"
+    assert excerpt(output, credential()) == f"key {REDACTED} and {REDACTED} | last"
 
 
-def test_stderr_tail_keeps_only_the_last_lines() -> None:
-    stderr = "".join(f"line {n}\n" for n in range(50)).encode()
-    assert _stderr_tail(stderr, ()) == " | ".join(f"line {n}" for n in range(40, 50))
+def test_output_excerpt_keeps_only_the_last_lines_that_fit() -> None:
+    output = "".join(f"line {n:03}\n" for n in range(500)).encode()
+    kept = excerpt(output, credential(), limit=100)
+    assert kept.endswith("line 498 | line 499")
+    assert kept.split(" | ")[0] == "line 491"
+    assert len(kept) <= 100
+
+
+def test_stdout_and_stderr_both_reach_the_failure(tmp_path: Path) -> None:
+    delivery = sink(["/bin/sh", "-c", "echo on stdout; echo on stderr >&2; exit 1"])
+    with pytest.raises(DeliveryFailed, match=re.escape("output: on stdout | on stderr")):
+        delivery.deliver(credential())
+
+
+@pytest.mark.parametrize(
+    ("argv", "bad"),
+    [
+        (["/bin/echo", "a\0b"], "argv[1] contains a NUL byte"),
+        (["/bin/ec\0ho"], "argv[0] contains a NUL byte"),
+    ],
+)
+def test_nul_byte_in_argv_fails_in_one_line_naming_the_sink(argv: list[str], bad: str) -> None:
+    config = ExecSink.model_construct(
+        type="exec",
+        argv=argv,
+        stdin_format="id:api_key",
+        timeout=timedelta(seconds=5),
+        ack_command=None,
+        ack_timeout=timedelta(seconds=5),
+    )
+    delivery = ExecDelivery(config, clock=ManualClock(EXPIRATION), source="web")
+    with pytest.raises(DeliveryFailed) as caught:
+        delivery.deliver(credential())
+    message = str(caught.value)
+    assert message.startswith(f"{delivery.name}: cannot run it: {bad}")
+    assert message.isprintable()
+    assert "\0" not in delivery.name
+
+
+def test_nul_byte_in_ack_command_means_not_yet() -> None:
+    config = ExecSink.model_construct(
+        type="exec",
+        argv=["true"],
+        stdin_format="id:api_key",
+        timeout=timedelta(seconds=5),
+        ack_command=["/bin/echo", "a\0b"],
+        ack_timeout=timedelta(seconds=5),
+    )
+    delivery = ExecDelivery(config, clock=ManualClock(EXPIRATION), source="web")
+    with capture_logs() as logs:
+        assert delivery.acknowledge(credential()) is False
+    assert [e["event"] for e in logs] == ["ack_command_unavailable"]
+    assert "argv[1] contains a NUL byte" in logs[0]["error"]
 
 
 def test_credential_of_another_source_is_refused(tmp_path: Path) -> None:

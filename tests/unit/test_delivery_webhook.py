@@ -22,7 +22,13 @@ import pytest
 
 from rotator.clock import ManualClock
 from rotator.config import WebhookSink
-from rotator.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDelivery, build_sink
+from rotator.delivery import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SinkFailed,
+    WebhookDelivery,
+    build_sink,
+)
 from rotator.delivery.webhook import tls_context
 from rotator.errors import DeliveryFailed
 from rotator.log import REDACTED
@@ -46,6 +52,7 @@ class Answer:
     body: bytes = b""
     delay: float = 0.0
     echo: bool = False  # answer with the request body (a careless receiver)
+    reason: str | None = None  # a reason phrase other than the standard one
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ class Receiver:
                 answer = receiver.record(Request("POST", self.path, dict(self.headers), body))
                 threading.Event().wait(answer.delay)
                 payload = body if answer.echo else answer.body
-                self.send_response(answer.status)
+                self.send_response(answer.status, answer.reason)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
@@ -308,6 +315,54 @@ def test_400_fails_at_once_with_a_scrubbed_answer(receiver_factory: Any) -> None
     assert clock.monotonic() == 0.0
     assert REDACTED in str(caught.value)  # the echoed body, with the secret taken out
     assert_no_secret(caught.value)
+
+
+def test_refusal_summary_holds_no_answer_and_the_answer_holds_no_encoding(
+    receiver_factory: Any,
+) -> None:
+    pair = f"{KEY_ID}:{SECRET}\n".encode()
+    body = b"got " + base64.b64encode(pair) + b" hex " + pair.hex().encode() + b" bad shape"
+    receiver = receiver_factory(Answer(409, body=body, reason=f"No {SECRET}"))
+    with pytest.raises(SinkFailed) as caught:
+        sink(receiver.url).deliver(credential())
+    port = receiver.server.server_address[1]
+    assert caught.value.summary == (
+        f"webhook:http://127.0.0.1:{port}/hooks/web: HTTP 409 Conflict: "
+        "the receiver refused the credential"
+    )
+    assert caught.value.output == f"No {REDACTED}: got {REDACTED} hex {REDACTED} bad shape"
+    assert_no_secret(caught.value)
+    assert base64.b64encode(pair).decode() not in str(caught.value)
+    assert pair.hex() not in str(caught.value)
+
+
+def test_failure_after_retries_summarises_without_the_answer(receiver_factory: Any) -> None:
+    receiver = receiver_factory(Answer(503, body=b"overloaded, try later"))
+    with pytest.raises(SinkFailed) as caught:
+        sink(receiver.url, retries=0).deliver(credential())
+    assert caught.value.summary.endswith(": HTTP 503 Service Unavailable (after 1 attempt(s))")
+    assert "overloaded" in str(caught.value)
+    assert "overloaded" not in caught.value.summary
+
+
+@pytest.mark.parametrize(
+    "path", ["/hooks/w\u00e9b", "/hooks/a b", "/hooks/a\r\nX-Injected: 1", "/hooks/\u2603"]
+)
+def test_url_that_cannot_be_sent_fails_in_one_line_without_sending(
+    receiver_factory: Any, path: str
+) -> None:
+    receiver = receiver_factory()
+    port = receiver.server.server_address[1]
+    clock = ManualClock(NOW)
+    delivery = sink(f"http://127.0.0.1:{port}{path}", clock)
+    with pytest.raises(SinkFailed) as caught:
+        delivery.deliver(credential())
+    message = str(caught.value)
+    assert message.startswith(f"{delivery.name}: the URL")
+    assert "percent-encode" in message
+    assert message.isprintable()
+    assert receiver.requests == []
+    assert clock.monotonic() == 0.0  # refused at once, not retried
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
