@@ -441,6 +441,26 @@ def authorize_index(call: Call, action: str, index: str) -> Principal:
     return principal
 
 
+def authorize_index_action_name(call: Call, action: str) -> Principal:
+    """Allow a composite request only if some index privilege grants ``action`` at all.
+
+    This is ``RBACEngine``'s check for ``_bulk`` and single-document index and delete requests
+    (``shouldAuthorizeIndexActionNameOnly``): the request is refused as a whole, with no
+    ``on indices`` in the text, before any item is looked at.
+
+    Raises:
+        EsError: 403 naming the index privileges that grant the action.
+    """
+    principal = authorize_run_as(call, action)
+    if not principal.permission.allows_index_action_anywhere(action):
+        text = denied_text(principal, action)
+        granting = index_privileges_granting(action)
+        if granting:
+            text += f", this action is granted by the index privileges [{','.join(granting)}]"
+        raise forbidden(text)
+    return principal
+
+
 def cluster_denied(principal: Principal, action: str, *, own_ok: bool = False) -> EsError:
     """The 403 for a cluster action, listing the privileges that would allow this request.
 

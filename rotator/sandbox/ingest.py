@@ -1,42 +1,39 @@
-"""Document ingestion and counting, authorized by index privileges: a key proves it can ship."""
+"""Document writes over HTTP: single documents and ``_bulk``, authorized as Elasticsearch does.
+
+``_bulk`` and the single-document index and delete requests are composite requests: ES first
+authorizes their action by name (``RBACEngine.shouldAuthorizeIndexActionNameOnly``), refusing the
+whole request with 403 when no index privilege grants it anywhere; each item is then authorized
+on its own index (``indices:data/write/index:op_type/create|index``, ``.../update``,
+``.../delete``), and an item refused there fails alone.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
-import re
-import secrets
-from datetime import UTC, datetime
 from typing import Any
 
-from rotator.sandbox.errors import EsError
-from rotator.sandbox.http import Call, Response, Router
+from rotator.sandbox import doc_ops, docs_read
+from rotator.sandbox.authn import authorize_index_action_name
+from rotator.sandbox.errors import EsError, validation_failed
+from rotator.sandbox.http import Call, Response, Router, parse_json
 
-# Index names that Elasticsearch's built-in templates turn into data streams.
-DATA_STREAM_PATTERN = re.compile(r"^(logs|metrics|traces|synthetics)-.+-.+$")
-CREATE_ACTION = "indices:data/write/index:op_type/create"
-INDEX_ACTION = "indices:data/write/index:op_type/index"
-AUTO_CREATE_ACTION = "indices:admin/auto_create"
-SEARCH_ACTION = "indices:data/read/search"
 BULK_ACTION = "indices:data/write/bulk"
-_INVALID_CHARS = set('\\/*?"<>| ,#:')
-_INVALID_LIST = "['\\\\', '/', '*', '?', '\"', '<', '>', '|', ' ', ',', '#', ':']"
-_SHARDS = {"total": 2, "successful": 1, "failed": 0}
+INDEX_REQUEST_ACTION = "indices:data/write/index"
+DELETE_REQUEST_ACTION = "indices:data/write/delete"
+_SOURCE_OPS = ("create", "index", "update")
 
 
 def register(router: Router) -> None:
-    """Register the ingestion endpoints."""
+    """Register the document endpoints."""
     router.add("POST", "/{index}/_doc", _index_auto_id)
-    router.add("PUT", "/{index}/_doc/{id}", _index_with_id)
-    router.add("POST", "/{index}/_doc/{id}", _index_with_id)
-    router.add("PUT", "/{index}/_create/{id}", _create_with_id)
-    router.add("POST", "/{index}/_create/{id}", _create_with_id)
-    router.add("POST", "/_bulk", _bulk)
-    router.add("PUT", "/_bulk", _bulk)
-    router.add("POST", "/{index}/_bulk", _bulk)
-    router.add("PUT", "/{index}/_bulk", _bulk)
-    router.add("GET", "/{index}/_count", _count)
-    router.add("POST", "/{index}/_count", _count)
+    for method in ("PUT", "POST"):
+        router.add(method, "/{index}/_doc/{id}", _index_with_id)
+        router.add(method, "/{index}/_create/{id}", _create_with_id)
+        router.add(method, "/_bulk", _bulk)
+        router.add(method, "/{index}/_bulk", _bulk)
+    router.add("DELETE", "/{index}/_doc/{id}", _delete)
+    router.add("POST", "/{index}/_update/{id}", _update)
+    docs_read.register(router)
 
 
 # --- single documents ----------------------------------------------------------------------------
@@ -59,138 +56,105 @@ def _create_with_id(call: Call) -> Response:
 
 def _single(call: Call, doc_id: str | None, op_type: str) -> Response:
     source = call.request.json(required=True)
-    if not isinstance(source, dict):
-        raise EsError(400, "mapper_parsing_exception", "failed to parse")
-    result = _write(call, call.request.path_params["index"], doc_id, op_type)
-    if isinstance(result, EsError):
-        raise result
-    return Response(201, result)
+    authorize_index_action_name(call, INDEX_REQUEST_ACTION)
+    text = call.request.body.decode("utf-8", "replace")
+    body, status = doc_ops.write(
+        call, call.request.path_params["index"], doc_id, op_type, source, text
+    )
+    return Response(status, body)
 
 
-def _write(call: Call, index: str, doc_id: str | None, op_type: str) -> dict[str, Any] | EsError:
-    """Authorize and count one document; returns the item result or the error for it."""
-    try:
-        _validate_index_name(index)
-        if op_type not in ("create", "index"):
-            raise EsError(400, "illegal_argument_exception", f"opType [{op_type}] not allowed")
-        stream = bool(DATA_STREAM_PATTERN.match(index))
-        if stream and op_type != "create":
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                "only write ops with an op_type of create are allowed in data streams",
-            )
-        action = CREATE_ACTION if op_type == "create" else INDEX_ACTION
-        _authorize_index(call, action, index)
-        if index not in call.state.documents:
-            _authorize_index(call, AUTO_CREATE_ACTION, index)
-        return _store(call, index, doc_id, op_type, stream)
-    except EsError as error:
-        return error
-
-
-def _store(
-    call: Call, index: str, doc_id: str | None, op_type: str, stream: bool
-) -> dict[str, Any]:
-    ids = call.state.document_ids.setdefault(index, set())
-    version = 1
-    if doc_id is not None and doc_id in ids:
-        if op_type == "create":
-            raise EsError(
-                409,
-                "version_conflict_engine_exception",
-                f"[{doc_id}]: version conflict, document already exists (current version [1])",
-                metadata={"index_uuid": "sandbox", "shard": "0", "index": _concrete(call, index)},
-            )
-        version = 2
-    if index not in call.state.documents:
-        call.state.created_at_ms[index] = call.now_ms
-    doc_id = doc_id or _new_id()
-    if version == 1:
-        call.state.documents[index] += 1
-    ids.add(doc_id)
-    seq_no = call.state.documents[index] - 1
-    return {
-        "_index": _concrete(call, index) if stream else index,
-        "_id": doc_id,
-        "_version": version,
-        "result": "created" if version == 1 else "updated",
-        "_shards": _SHARDS,
-        "_seq_no": seq_no,
-        "_primary_term": 1,
-    }
-
-
-def _concrete(call: Call, index: str) -> str:
-    if not DATA_STREAM_PATTERN.match(index):
-        return index
-    created = datetime.fromtimestamp(call.state.created_at_ms.get(index, call.now_ms) / 1000, UTC)
-    return f".ds-{index}-{created:%Y.%m.%d}-000001"
-
-
-def _new_id() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(15)).decode().rstrip("=")
-
-
-def _validate_index_name(index: str) -> None:
-    reason = None
-    if index != index.lower():
-        reason = "must be lowercase"
-    elif index.startswith(("_", "-", "+")):
-        reason = "must not start with '_', '-', or '+'"
-    elif index in (".", ".."):
-        reason = "must not be '.' or '..'"
-    elif any(ch in _INVALID_CHARS for ch in index):
-        reason = "must not contain the following characters " + _INVALID_LIST
-    if reason:
+def _update(call: Call) -> Response:
+    body = call.request.json_object(required=True)
+    unknown = [k for k in body if k not in doc_ops.UPDATE_FIELDS]
+    if unknown:
         raise EsError(
-            400,
-            "invalid_index_name_exception",
-            f"Invalid index name [{index}], {reason}",
-            metadata={"index_uuid": "_na_", "index": index},
+            400, "x_content_parse_exception", f"[1:2] [UpdateRequest] unknown field [{unknown[0]}]"
         )
+    if body.get("doc") is None and body.get("script") is None:
+        raise validation_failed("script or doc is missing")
+    text = call.request.body.decode("utf-8", "replace")
+    result, status = doc_ops.update(
+        call, call.request.path_params["index"], call.request.path_params["id"], body, text
+    )
+    return Response(status, result)
 
 
-def _authorize_index(call: Call, action: str, index: str) -> None:
-    from rotator.sandbox.authn import authorize_index
-
-    authorize_index(call, action, index)
+def _delete(call: Call) -> Response:
+    authorize_index_action_name(call, DELETE_REQUEST_ACTION)
+    result, status = doc_ops.delete(
+        call, call.request.path_params["index"], call.request.path_params["id"]
+    )
+    return Response(status, result)
 
 
 # --- bulk ----------------------------------------------------------------------------------------
 
 
+class _Item:
+    """One bulk operation: its action line and (for create, index, update) its source line."""
+
+    def __init__(self, op: str, meta: dict[str, Any], default_index: str | None) -> None:
+        self.op = op
+        self.index: str | None = meta.get("_index", default_index)
+        self.doc_id: str | None = None if meta.get("_id") is None else str(meta["_id"])
+        self.source: Any = None
+        self.text = ""
+
+    def problems(self) -> list[str]:
+        """The request validation messages of this item (``BulkRequest.validate``)."""
+        out = []
+        if self.index is None:
+            out.append("index is missing")
+        if self.op in ("update", "delete") and self.doc_id is None:
+            out.append("id is missing")
+        if self.op == "update":
+            body = self.source if isinstance(self.source, dict) else {}
+            if body.get("doc") is None and body.get("script") is None:
+                out.append("script or doc is missing")
+        return out
+
+
 def _bulk(call: Call) -> Response:
+    items = _parse_bulk(call.request.body.decode("utf-8", "replace"), call)
+    problems = [p for item in items for p in item.problems()]
+    if not items:
+        problems.insert(0, "no requests added")
+    if problems:
+        raise validation_failed(*problems)
+    authorize_index_action_name(call, BULK_ACTION)
+    results = [{item.op: _run(call, item)} for item in items]
+    errors = any("error" in next(iter(r.values())) for r in results)
+    return Response(body={"errors": errors, "took": 1, "items": results})
+
+
+def _parse_bulk(text: str, call: Call) -> list[_Item]:
+    lines = [line for line in text.split("\n") if line.strip()]
     default_index = call.request.path_params.get("index")
-    lines = [
-        line for line in call.request.body.decode("utf-8", "replace").split("\n") if line.strip()
-    ]
-    if not lines:
-        raise EsError(
-            400, "action_request_validation_exception", "Validation Failed: 1: no requests added;"
-        )
-    items = []
+    items: list[_Item] = []
     position = 0
     while position < len(lines):
         op, meta = _bulk_action(lines[position], position)
+        item = _Item(op, meta, default_index)
         position += 1
-        if op in ("create", "index", "update"):
+        if op in _SOURCE_OPS:
             if position >= len(lines):
                 raise EsError(
                     400,
                     "illegal_argument_exception",
                     "The bulk request must be terminated by a newline [\\n]",
                 )
+            item.text = lines[position]
+            item.source = parse_json(item.text)
             position += 1
-        items.append({op: _bulk_item(call, op, meta, default_index)})
-    errors = any("error" in next(iter(item.values())) for item in items)
-    return Response(body={"errors": errors, "took": 1, "items": items})
+        items.append(item)
+    return items
 
 
 def _bulk_action(line: str, position: int) -> tuple[str, dict[str, Any]]:
     try:
         action = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise EsError(
             400,
             "x_content_parse_exception",
@@ -214,51 +178,23 @@ def _bulk_action(line: str, position: int) -> tuple[str, dict[str, Any]]:
     return op, meta if isinstance(meta, dict) else {}
 
 
-def _bulk_item(call: Call, op: str, meta: dict[str, Any], default: str | None) -> dict[str, Any]:
-    index = meta.get("_index", default)
-    doc_id = meta.get("_id")
-    if index is None:
-        error = EsError(
-            400, "action_request_validation_exception", "Validation Failed: 1: index is missing;"
-        )
-        return {"_index": None, "_id": doc_id, "status": 400, "error": error.as_object()}
-    if op not in ("create", "index"):
-        error = EsError(
-            400, "illegal_argument_exception", f"the sandbox does not emulate bulk [{op}]"
-        )
-        return {"_index": index, "_id": doc_id, "status": 400, "error": error.as_object()}
-    result = _write(call, index, doc_id, op)
-    if isinstance(result, EsError):
+def _run(call: Call, item: _Item) -> dict[str, Any]:
+    index = item.index
+    assert index is not None
+    try:
+        if item.op in ("create", "index"):
+            body, status = doc_ops.write(call, index, item.doc_id, item.op, item.source, item.text)
+        elif item.op == "update":
+            assert item.doc_id is not None
+            body, status = doc_ops.update(call, index, item.doc_id, item.source, item.text)
+        else:
+            assert item.doc_id is not None
+            body, status = doc_ops.delete(call, index, item.doc_id)
+    except EsError as error:
         return {
             "_index": index,
-            "_id": doc_id,
-            "status": result.status,
-            "error": result.as_object(),
+            "_id": item.doc_id,
+            "status": error.status,
+            "error": error.as_object(),
         }
-    return {**result, "status": 201}
-
-
-# --- count ---------------------------------------------------------------------------------------
-
-
-def _count(call: Call) -> Response:
-    index = call.request.path_params["index"]
-    _authorize_index(call, SEARCH_ACTION, index)
-    if index not in call.state.documents:
-        raise EsError(
-            404,
-            "index_not_found_exception",
-            f"no such index [{index}]",
-            metadata={
-                "resource.type": "index_or_alias",
-                "resource.id": index,
-                "index_uuid": "_na_",
-                "index": index,
-            },
-        )
-    return Response(
-        body={
-            "count": call.state.documents[index],
-            "_shards": {**_SHARDS, "total": 1, "skipped": 0},
-        }
-    )
+    return {**body, "status": status}

@@ -1042,6 +1042,14 @@ class Permission:
         """Whether ``action`` is allowed on the concrete index (or alias) ``index``."""
         return any(g.names.contains(index) and g.actions.contains(action) for g in self._indices)
 
+    def allows_index_action_anywhere(self, action: str) -> bool:
+        """Whether some ``indices`` entry grants ``action`` (``IndicesPermission.check(action)``).
+
+        Elasticsearch authorizes composite requests (``_bulk``, single-document index and
+        delete) by this test first, before looking at the indices of their items.
+        """
+        return any(g.actions.contains(action) for g in self._indices)
+
     def has_index_privilege(
         self, index: str, privilege: str, allow_restricted: bool = False
     ) -> bool:
@@ -1121,6 +1129,10 @@ class LimitedPermission:
     def allows_index_action(self, action: str, index: str) -> bool:
         """Whether both sides allow ``action`` on ``index``."""
         return all(p.allows_index_action(action, index) for p in self._parts)
+
+    def allows_index_action_anywhere(self, action: str) -> bool:
+        """Whether both sides grant ``action`` on some index."""
+        return all(p.allows_index_action_anywhere(action) for p in self._parts)
 
     def has_index_privilege(
         self, index: str, privilege: str, allow_restricted: bool = False

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from rotator.clock import Clock, SystemClock
+from rotator.sandbox.documents import DocumentStore, Index
 from rotator.sandbox.security_state import SecurityState
 
 
@@ -47,9 +48,7 @@ class SandboxState:
     version: str
     cluster_name: str = "rotator-sandbox"
     security: SecurityState = field(default_factory=SecurityState)
-    documents: Counter[str] = field(default_factory=Counter)
-    document_ids: dict[str, set[str]] = field(default_factory=dict)
-    created_at_ms: dict[str, int] = field(default_factory=dict)
+    docs: DocumentStore = field(default_factory=DocumentStore)
     clock: SandboxClock = field(default_factory=SandboxClock)
     lock: threading.RLock = field(default_factory=threading.RLock)
     stats: Counter[tuple[str, str, int]] = field(default_factory=Counter)
@@ -63,9 +62,7 @@ class SandboxState:
         """Wipe everything but the bootstrap users."""
         with self.lock:
             self.security.reset()
-            self.documents.clear()
-            self.document_ids.clear()
-            self.created_at_ms.clear()
+            self.docs.reset()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot for ``--state`` files."""
@@ -73,15 +70,21 @@ class SandboxState:
             return {
                 "version": self.version,
                 "security": self.security.to_json(),
-                "documents": dict(self.documents),
-                "document_ids": {k: sorted(v) for k, v in self.document_ids.items()},
-                "created_at_ms": dict(self.created_at_ms),
+                "indices": self.docs.to_json(),
             }
 
     def load_json(self, data: dict[str, Any]) -> None:
         """Restore a snapshot made by :meth:`to_json`."""
         with self.lock:
             self.security.load_json(data.get("security", {}))
-            self.documents = Counter({str(k): int(v) for k, v in data.get("documents", {}).items()})
-            self.document_ids = {k: set(v) for k, v in data.get("document_ids", {}).items()}
-            self.created_at_ms = {k: int(v) for k, v in data.get("created_at_ms", {}).items()}
+            self.docs.load_json(data.get("indices", {}))
+            self._load_id_only(data)
+
+    def _load_id_only(self, data: dict[str, Any]) -> None:
+        """Snapshots from before sources were kept list ids only: restore them with ``{}``."""
+        created = data.get("created_at_ms", {})
+        for name, ids in data.get("document_ids", {}).items():
+            if name not in self.docs.indices:
+                index = self.docs.indices[name] = Index(name, int(created.get(name, 0)))
+                for doc_id in ids:
+                    index.put(str(doc_id), {})
