@@ -7,18 +7,28 @@ never a credential.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch import (
+    ApiError,
+    ConnectionTimeout,
+    Elasticsearch,
+    SerializationError,
+    SSLError,
+    TransportError,
+    UnsupportedProductError,
+)
 
 from rotator.config import ElasticsearchConfig
 from rotator.errors import (
     AuthenticationFailed,
     AuthorityRejected,
     AuthorityUnavailable,
+    NotElasticsearch,
     PermissionDenied,
     RotatorError,
 )
@@ -64,21 +74,31 @@ def client_from_config(config: ElasticsearchConfig) -> Elasticsearch:
 
 
 @contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Turn client exceptions into rotator errors naming ``what`` was being done."""
+def translated(what: str, where: str = "Elasticsearch") -> Iterator[None]:
+    """Turn client exceptions into one-line rotator errors naming what was done and where."""
     try:
         yield
     except ApiError as exc:
-        raise _api_error(what, exc) from None
+        raise _api_error(what, where, exc) from None
     except TransportError as exc:
         raise AuthorityUnavailable(
-            f"{what}: Elasticsearch unreachable: {type(exc).__name__}"
+            f"{what}: cannot reach Elasticsearch at {where}: {_transport_reason(exc)}"
         ) from None
 
 
-def _api_error(what: str, exc: ApiError) -> RotatorError:
+def _api_error(what: str, where: str, exc: ApiError) -> RotatorError:
     status = exc.status_code
-    detail = f"{what}: Elasticsearch answered {status} {exc.error}: {_reason(exc)}"
+    headers = exc.meta.headers if exc.meta is not None else {}
+    if isinstance(exc, UnsupportedProductError) or headers.get("x-elastic-product") is None:
+        if status in RETRY_STATUSES:  # a proxy or load balancer in front of Elasticsearch
+            return AuthorityUnavailable(
+                f"{what}: {where} answered {status} without reaching Elasticsearch"
+            )
+        return NotElasticsearch(
+            f"{what}: {where} answered {status} but is not Elasticsearch (no X-Elastic-Product "
+            "header); check elasticsearch.hosts"
+        )
+    detail = f"{what}: {where} answered {status} {_reason(exc)}"
     if status == 401:
         return AuthenticationFailed(detail)
     if status == 403:
@@ -89,11 +109,44 @@ def _api_error(what: str, exc: ApiError) -> RotatorError:
 
 
 def _reason(exc: ApiError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
+    """Elasticsearch's error type and reason; a body that is not Elasticsearch's is not echoed."""
+    body = exc.body
+    if not isinstance(body, dict):
+        kind = (exc.meta.headers.get("content-type") if exc.meta is not None else None) or "text"
+        return f"with a {kind.split(';')[0]} body, not an Elasticsearch error"
     error = body.get("error")
     if isinstance(error, dict):
-        return str(error.get("reason", ""))
-    return str(error or "")
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    else:
+        text = str(error or "")
+    return _short(text)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^)\]'\"]+)")
+
+
+def _transport_reason(exc: TransportError) -> str:
+    """The root cause of a transport failure in a few words (``Connection refused``)."""
+    if isinstance(exc, ConnectionTimeout):
+        return "timed out"
+    if isinstance(exc, SSLError):
+        return "TLS handshake failed (check elasticsearch.ca_certs and verify_certs)"
+    if isinstance(exc, SerializationError):
+        return "the answer could not be read"
+    cause: BaseException | None = exc
+    while cause is not None:  # the client keeps the root cause (an OSError) in the chain
+        if isinstance(cause, OSError) and cause.strerror:
+            return str(cause.strerror)
+        found = _ERRNO.search(str(cause))
+        if found:
+            return found.group(1).strip()
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 def _ms(value: int | None) -> datetime | None:
@@ -122,13 +175,14 @@ class ElasticKeyAuthority:
     ):
         self._es = client
         self._key_client = key_client or self._client_for_key
+        self._where = ", ".join(str(n.base_url) for n in client.transport.node_pool.all())
 
     def _client_for_key(self, encoded: str) -> Elasticsearch:
         return self._es.options(api_key=encoded)
 
     def whoami(self) -> dict[str, Any]:
         """The authenticated identity (``_security/_authenticate``)."""
-        with translated("authenticate"):
+        with translated("authenticate", self._where):
             return dict(self._es.security.authenticate().body)
 
     def create(
@@ -139,13 +193,21 @@ class ElasticKeyAuthority:
         metadata: Mapping[str, Any],
     ) -> Credential:
         """Create a key; the secret is registered for log redaction before anything else."""
-        with translated(f"create API key {name}"):
-            body = self._es.security.create_api_key(
+        # Never re-sent by the client: a lost answer may hide a created key, which the caller
+        # reconciles by the rotation id in its metadata instead.
+        once = self._es.options(max_retries=0, retry_on_timeout=False)
+        with translated(f"create API key {name}", self._where):
+            body = once.security.create_api_key(
                 name=name,
                 expiration=f"{expiration_seconds}s",
                 role_descriptors=dict(role_descriptors),
                 metadata=dict(metadata),
             ).body
+        missing = [f for f in ("id", "name", "api_key", "encoded") if not body.get(f)]
+        if missing:
+            raise AuthorityUnavailable(
+                f"create API key {name}: {self._where} answered without {', '.join(missing)}"
+            )
         register_secret(body["api_key"])
         register_secret(body["encoded"])
         return Credential(
@@ -159,7 +221,7 @@ class ElasticKeyAuthority:
 
     def update(self, key_id: str, role_descriptors: Mapping[str, Any]) -> bool:
         """Replace the key's role descriptors (the owner may do this without a new secret)."""
-        with translated(f"update API key {key_id}"):
+        with translated(f"update API key {key_id}", self._where):
             body = self._es.security.update_api_key(
                 id=key_id, role_descriptors=dict(role_descriptors)
             )
@@ -169,7 +231,7 @@ class ElasticKeyAuthority:
         """Invalidate own keys by id; ids unknown or already invalidated are ignored."""
         if not ids:
             return []
-        with translated(f"invalidate {len(ids)} API key(s)"):
+        with translated(f"invalidate {len(ids)} API key(s)", self._where):
             body = self._es.security.invalidate_api_key(ids=list(ids), owner=True).body
         if body.get("error_count"):
             reasons = "; ".join(str(e.get("reason")) for e in body.get("error_details", []))
@@ -203,7 +265,7 @@ class ElasticKeyAuthority:
         """Every own key matching ``query``, paged with search_after."""
         after: list[Any] | None = None
         while True:
-            with translated("query API keys"):
+            with translated("query API keys", self._where):
                 body = self._es.security.query_api_keys(
                     query=dict(query), size=PAGE_SIZE, sort=["creation", "name"], search_after=after
                 ).body
@@ -214,16 +276,21 @@ class ElasticKeyAuthority:
             after = docs[-1]["_sort"]
 
     def _query(self, query: Mapping[str, Any], size: int) -> list[KeyInfo]:
-        with translated("query API keys"):
+        with translated("query API keys", self._where):
             body = self._es.security.query_api_keys(query=dict(query), size=size).body
         return [_info(d) for d in body.get("api_keys", [])]
 
     def check_privileges(self, credential: Credential, body: Mapping[str, Any]) -> dict[str, Any]:
         """Authenticate as the new key, then ask ``_has_privileges`` as that key."""
         as_key = self._key_client(credential.encoded)
-        with translated(f"authenticate as new key {credential.id}"):
+        with translated(f"authenticate as new key {credential.id}", self._where):
             me = as_key.security.authenticate().body
         if (me.get("api_key") or {}).get("id") != credential.id:
             raise AuthorityRejected(f"authenticating as key {credential.id} gave another identity")
-        with translated(f"check privileges of key {credential.id}"):
+        with translated(f"check privileges of key {credential.id}", self._where):
             return dict(as_key.security.has_privileges(**dict(body)).body)
+
+    def check_own_privileges(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``_has_privileges`` as rotator's own identity."""
+        with translated("check rotator's own privileges", self._where):
+            return dict(self._es.security.has_privileges(**dict(body)).body)

@@ -63,6 +63,12 @@ class AuthorityRejected(RotatorError):
     """Elasticsearch refused a request (4xx other than 429): retrying as-is will not help."""
 
 
+class NotElasticsearch(AuthorityRejected):
+    """The configured host answered, but not as Elasticsearch: ``elasticsearch.hosts`` is wrong."""
+
+    exit_code = 2
+
+
 class AuthenticationFailed(AuthorityRejected):
     """Elasticsearch did not accept rotator's credentials (401): a configuration problem."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +40,7 @@ class ActionKind(StrEnum):
     INVALIDATE_ORPHAN = "invalidate-orphan"
     HOLD = "hold"
     ALERT = "alert"
+    HEALTH = "health"
 
 
 class Reason(StrEnum):
@@ -57,6 +58,8 @@ class Reason(StrEnum):
     ORPHANED = "orphaned"
     BACKOFF = "backoff"
     EXPIRING_WHILE_FAILING = "expiring-while-failing"
+    PARTIALLY_DELIVERED = "partially-delivered"
+    UNHEALTHY = "unhealthy"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,13 @@ class SourceSpec:
         }
 
 
+def iso(value: datetime | None) -> str | None:
+    """A time as every output shows it: UTC, whole seconds, with a ``Z``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def specs_from_config(config: Config) -> list[SourceSpec]:
     """Every configured source as a spec."""
     return [SourceSpec.from_config(config, source) for source in config.sources]
@@ -153,11 +163,22 @@ class KeyView:
     delivered_at: datetime | None = None
     retire_at: datetime | None = None
     es_status: EsStatus = EsStatus.UNKNOWN
+    # What a sink found changed in what it was given (mode, owner, content), if anything.
+    delivery_problem: str | None = None
+
+    @property
+    def awaiting_successor(self) -> bool:
+        """A key only some sinks may hold: it serves them until a newer key reaches every sink."""
+        return self.state is KeyState.RETIRING and self.retire_at is None
 
 
 @dataclass(frozen=True)
 class SourceView:
-    """What the store knows about a source (present in the config or not)."""
+    """What the store knows about a source (present in the config or not).
+
+    A source whose spec changed since its last failure is seen with no failures: the change is a
+    new attempt, and ``plan`` and ``once`` must decide alike.
+    """
 
     name: str
     failure_count: int = 0
@@ -202,6 +223,6 @@ class Action:
             "source": self.source,
             "reason": self.reason.value,
             "key_id": self.key_id,
-            "due_at": self.due_at.isoformat(),
+            "due_at": iso(self.due_at),
             "detail": self.detail,
         }

@@ -70,28 +70,27 @@ def backoff_delay(failures: int, initial: timedelta, maximum: timedelta) -> time
 def _plan_source(spec: SourceSpec, inventory: Inventory, now: datetime) -> list[Action]:
     keys = inventory.keys_of(spec.name)
     source = inventory.source(spec.name)
+    current = _current(keys)
     actions = _retirements(keys, now)
+    alert = _alert(spec, current, source, now)
     interrupted = [r for s, r in inventory.unfinished_rotations if s == spec.name]
     if interrupted:
-        return [
-            Action(
-                ActionKind.RESUME,
-                spec.name,
-                Reason.INTERRUPTED,
-                now,
-                None,
-                f"rotation {interrupted[0]}",
-            ),
-            *actions,
-        ]
-    current = _current(keys)
-    main = _main_action(spec, current, inventory, now)
+        # Recovery runs first; a stuck one must not silence the critical alert.
+        resume = Action(
+            ActionKind.RESUME,
+            spec.name,
+            Reason.INTERRUPTED,
+            now,
+            None,
+            f"rotation {interrupted[0]}",
+        )
+        return [resume, *actions] + ([alert] if alert else [])
+    main = _main_action(spec, current, keys, inventory, now)
     if main is not None and main.kind is not ActionKind.ALERT:
         held = _held(source, spec.name, inventory, now)
         main = held or main
     if main is not None:
         actions.insert(0, main)
-    alert = _alert(spec, current, source, now)
     return actions + ([alert] if alert else [])
 
 
@@ -100,7 +99,11 @@ def _current(keys: list[KeyView]) -> KeyView | None:
 
 
 def _main_action(
-    spec: SourceSpec, current: KeyView | None, inventory: Inventory, now: datetime
+    spec: SourceSpec,
+    current: KeyView | None,
+    keys: list[KeyView],
+    inventory: Inventory,
+    now: datetime,
 ) -> Action | None:
     name = spec.name
     if current is None:
@@ -116,6 +119,27 @@ def _main_action(
         )
     if name in inventory.forced:
         return Action(ActionKind.ROTATE, name, Reason.FORCED, now, current.es_id)
+    if current.delivery_problem is not None:
+        return Action(
+            ActionKind.ROTATE,
+            name,
+            Reason.DRIFTED,
+            now,
+            current.es_id,
+            f"what was delivered changed: {current.delivery_problem}",
+        )
+    partial = next(
+        (k for k in keys if k.awaiting_successor and k.generation > current.generation), None
+    )
+    if partial is not None:
+        return Action(
+            ActionKind.ROTATE,
+            name,
+            Reason.PARTIALLY_DELIVERED,
+            now,
+            current.es_id,
+            f"{partial.es_id} may have reached only some sinks: deliver a newer key to all",
+        )
     if now >= current.renewal_at:
         return Action(
             ActionKind.ROTATE,
@@ -193,7 +217,7 @@ def _plan_removed(wanted: set[str], inventory: Inventory, now: datetime) -> list
     for key in inventory.keys:
         if key.source in wanted:
             continue
-        if key.state is KeyState.ACTIVE:
+        if key.state is KeyState.ACTIVE or key.awaiting_successor:
             overlap = inventory.source(key.source).overlap
             actions.append(
                 Action(

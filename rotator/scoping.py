@@ -211,6 +211,28 @@ class VerificationSet:
             "index": [{"names": [i], "privileges": sorted(p)} for i, p in sorted(by_index.items())],
         }
 
+    def must_request_body(self) -> dict[str, Any]:
+        """The ``_has_privileges`` body asking only what must be granted."""
+        by_index: dict[str, set[str]] = {}
+        for check in self.index_true:
+            by_index.setdefault(check.index, set()).add(check.privilege)
+        return {
+            "cluster": sorted(set(self.cluster_true)),
+            "index": [{"names": [i], "privileges": sorted(p)} for i, p in sorted(by_index.items())],
+        }
+
+    def missing(self, answer: dict[str, Any]) -> list[str]:
+        """What must be granted and is not, as ``cluster:<p>`` and ``<p> on <index>``."""
+        cluster = answer.get("cluster", {})
+        index = answer.get("index", {})
+        out = [f"cluster:{p}" for p in self.cluster_true if cluster.get(p) is not True]
+        out += [
+            f"{c.privilege} on {c.index}"
+            for c in self.index_true
+            if index.get(c.index, {}).get(c.privilege) is not True
+        ]
+        return out
+
     def mismatches(self, answer: dict[str, Any]) -> list[str]:
         """Every expectation the ``_has_privileges`` answer breaks, as readable lines."""
         cluster = answer.get("cluster", {})

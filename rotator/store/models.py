@@ -202,6 +202,10 @@ class ApiKey(Base):
     renewal_at: Mapped[datetime | None] = mapped_column(index=True)
     jitter_seconds: Mapped[int] = mapped_column(default=0)
     delivered_at: Mapped[datetime | None]
+    # Written before the first sink is called: from then on a consumer may hold the key.
+    delivery_started_at: Mapped[datetime | None]
+    # Each sink's receipt: {"name", "sink", "target", "state", "at"}; never a secret.
+    deliveries_json: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON())
     activated_at: Mapped[datetime | None]
     retire_at: Mapped[datetime | None]
     invalidated_at: Mapped[datetime | None]

@@ -258,6 +258,39 @@ class ApiKeyRepository:
         self._session.flush()
         return key
 
+    def for_rotation(self, rotation_id: str) -> ApiKey | None:
+        """The key row a rotation created (one per rotation), or None."""
+        query = sa.select(ApiKey).where(ApiKey.rotation_id == rotation_id).order_by(ApiKey.id)
+        return self._session.scalars(query).first()
+
+    def live(self) -> list[ApiKey]:
+        """Every key that is current or still serving its consumers (active or retiring)."""
+        query = sa.select(ApiKey).where(
+            ApiKey.state.in_([ApiKeyState.ACTIVE, ApiKeyState.RETIRING]),
+            ApiKey.es_id.is_not(None),
+        )
+        return list(self._session.scalars(query.order_by(ApiKey.id)))
+
+    def known_es_ids(self) -> set[str]:
+        """The Elasticsearch ids of every key this store has recorded."""
+        query = sa.select(ApiKey.es_id).where(ApiKey.es_id.is_not(None))
+        return {es_id for es_id in self._session.scalars(query) if es_id is not None}
+
+    def mark_delivery_started(self, key: ApiKey, now: datetime) -> ApiKey:
+        """Stamp the moment before the first sink is called: a consumer may hold the key now."""
+        if key.delivery_started_at is None:
+            key.delivery_started_at = as_utc(now)
+        key.updated_at = as_utc(now)
+        return key
+
+    def add_receipt(self, key: ApiKey, receipt: Mapping[str, Any], now: datetime) -> ApiKey:
+        """Append one sink's receipt (no secret); the first one stamps ``delivered_at``."""
+        key.deliveries_json = [*(key.deliveries_json or []), dict(receipt)]
+        if key.delivered_at is None:
+            key.delivered_at = as_utc(now)
+        key.updated_at = as_utc(now)
+        return key
+
     def schedule_retirement(self, key: ApiKey, *, retire_at: datetime, now: datetime) -> ApiKey:
         """Move an active key to ``retiring``; it is invalidated once ``retire_at`` has come."""
         self.transition(key, ApiKeyState.RETIRING, now)
@@ -308,6 +341,10 @@ class RotationRepository:
         if source_name is not None:
             query = query.where(Rotation.source_name == source_name)
         return list(self._session.scalars(query.order_by(Rotation.started_at, Rotation.id)))
+
+    def all_ids(self) -> set[str]:
+        """The id of every rotation this store started (the nonces its keys carry)."""
+        return set(self._session.scalars(sa.select(Rotation.id)))
 
     def due_for_retry(self, now: datetime) -> list[Rotation]:
         """Return unfinished rotations not backing off: no ``next_attempt_at`` or one <= ``now``."""

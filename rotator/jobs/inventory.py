@@ -1,0 +1,141 @@
+"""Gathering the planner's view: store rows, what Elasticsearch says of them, what sinks hold."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rotator.jobs.context import Deps
+from rotator.jobs.rows import stored_overlap
+from rotator.model import EsStatus, Inventory, KeyState, KeyView, SourceSpec, SourceView
+from rotator.store.models import ApiKey, Source
+from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
+
+MANAGED_BY = "rotator"
+
+
+def gather_inventory(
+    deps: Deps,
+    specs: Sequence[SourceSpec],
+    fingerprints: Mapping[str, str],
+    now: datetime,
+    forced: frozenset[str],
+) -> Inventory:
+    """Build the planner's view; a read that fails is retried within the run.
+
+    Raises:
+        RotatorError: Elasticsearch kept failing (or refused rotator): nothing is planned on a
+            guess.
+    """
+    with deps.sessions() as session:
+        sources = SourceRepository(session).list_sources(include_retired=True)
+        keys = ApiKeyRepository(session)
+        rotations = RotationRepository(session)
+        views = tuple(_source_view(s, fingerprints.get(s.name)) for s in sources)
+        pending = tuple((r.source_name, r.id) for r in rotations.unfinished())
+        known_ids, rotation_ids = keys.known_es_ids(), rotations.all_ids()
+        rows = [
+            (_key_view_parts(k), list(k.deliveries_json or []), k.deliveries_json is not None)
+            for k in keys.live()
+        ]
+    statuses = _es_statuses(deps, [parts["es_id"] for parts, _r, _k in rows], now)
+    by_spec = {s.name: s for s in specs}
+    key_views = tuple(
+        KeyView(
+            **parts,
+            es_status=statuses.get(parts["es_id"], EsStatus.MISSING),
+            delivery_problem=_delivery_problem(deps, by_spec.get(parts["source"]), parts, receipts)
+            if tracked
+            else None,
+        )
+        for parts, receipts, tracked in rows
+    )
+    orphans = _orphans(deps, known_ids, rotation_ids)
+    return Inventory(views, key_views, pending, orphans, forced)
+
+
+def _es_statuses(deps: Deps, ids: list[str], now: datetime) -> dict[str, EsStatus]:
+    if not ids:
+        return {}
+    found = deps.retrying("look up tracked keys", lambda: deps.authority.get(ids))
+    statuses = {}
+    for es_id in ids:
+        info = found.get(es_id)
+        if info is None:
+            statuses[es_id] = EsStatus.MISSING
+        elif info.invalidated:
+            statuses[es_id] = EsStatus.INVALIDATED
+        elif info.expiration is not None and info.expiration <= now:
+            statuses[es_id] = EsStatus.EXPIRED
+        else:
+            statuses[es_id] = EsStatus.VALID
+    return statuses
+
+
+def _orphans(deps: Deps, known_ids: set[str], rotation_ids: set[str]) -> tuple[str, ...]:
+    """Valid rotator keys this store started but never recorded (their secret is lost).
+
+    Keys from rotations this store does not know are left alone: another store (or a lost
+    one) may have delivered them, and invalidating them could cut a shipper off.
+    """
+    authority = deps.authority
+    found = deps.retrying(
+        "scan for orphaned keys",
+        lambda: authority.find_by_metadata("managed_by", MANAGED_BY, valid_only=True),
+    )
+    return tuple(
+        sorted(
+            k.id
+            for k in found
+            if not k.invalidated
+            and k.id not in known_ids
+            and k.metadata.get("rotation_id") in rotation_ids
+        )
+    )
+
+
+def _delivery_problem(
+    deps: Deps,
+    spec: SourceSpec | None,
+    parts: Mapping[str, Any],
+    receipts: list[dict[str, Any]],
+) -> str | None:
+    """What changed in what the current key's sinks were given (None for other keys)."""
+    if spec is None or parts["state"] is not KeyState.ACTIVE:
+        return None
+    by_sink = {r.get("name"): r for r in receipts}
+    for sink in deps.sinks(spec):
+        receipt = by_sink.get(sink.name)
+        if receipt is None:
+            return f"{sink.name} never received the current key"
+        problem = sink.check(receipt.get("state") or {})
+        if problem is not None:
+            return f"{sink.name}: {problem}"
+    return None
+
+
+def _source_view(source: Source, fingerprint: str | None) -> SourceView:
+    if fingerprint is not None and fingerprint != source.spec_fingerprint:
+        # A changed spec is a new attempt: ``once`` resets the failures before it plans.
+        return SourceView(source.name, 0, None, stored_overlap(source))
+    return SourceView(
+        source.name, source.failure_count, source.next_attempt_at, stored_overlap(source)
+    )
+
+
+def _key_view_parts(row: ApiKey) -> dict[str, Any]:
+    created = row.created_at or row.planned_at
+    return {
+        "es_id": row.es_id,
+        "source": row.source_name or "",
+        "generation": row.generation,
+        "state": row.state,
+        "created_at": created,
+        "expires_at": row.expires_at or created,
+        "renewal_at": row.renewal_at or created,
+        "privileges_fingerprint": row.config_fingerprint or "",
+        "policy_fingerprint": row.policy_fingerprint or "",
+        "delivered_at": row.delivered_at,
+        "retire_at": row.retire_at,
+    }

@@ -1,0 +1,420 @@
+"""The rotation pipeline: begin, create, verify, deliver, activate, and compensate on failure.
+
+Make before break: an intent row is committed before Elasticsearch is called, the new key is
+verified as itself, delivery is recorded as started before the first sink is called and each
+sink's receipt right after it returns, then the key is activated. Any failure after the key was
+created settles it: invalidated when no sink took it, kept for the sinks that did otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rotator.errors import RotatorError, VerificationFailed
+from rotator.jobs import rows
+from rotator.jobs.context import CREATE_WAITS, Deps, describe
+from rotator.jobs.rows import StepFailed
+from rotator.log import get_logger
+from rotator.model import Action, ActionKind, Reason, SourceSpec
+from rotator.planner import jitter_for, renewal_at
+from rotator.ports import Credential, DeliveryReceipt, Sink
+from rotator.scoping import VerificationSet
+from rotator.store.models import ApiKey, ApiKeyState, RotationState
+from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
+
+MANAGED_BY = "rotator"
+# Waits between delivery attempts to one sink within a rotation (seconds).
+DELIVERY_BACKOFF = (1.0, 2.0)
+
+_log = get_logger("rotator.lifecycle")
+
+
+@dataclass
+class Attempt:
+    """One rotation in flight: its ids, the credential once created, and the sinks that took it."""
+
+    spec: SourceSpec
+    rotation_id: str
+    row_id: int
+    name: str
+    generation: int
+    credential: Credential | None = None
+    receipts: list[DeliveryReceipt] = field(default_factory=list)
+
+
+class RotationPipeline:
+    """Replaces one source's key, verifying and delivering the new one before it is current."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def replace(self, spec: SourceSpec, action: Action) -> tuple[str, str]:
+        """Provision or rotate; returns (what happened, the new key's id).
+
+        Raises:
+            StepFailed: the rotation failed and has been settled (the old key keeps serving).
+        """
+        cp = self._deps.checkpoint
+        if action.reason is Reason.DRIFTED:
+            self._audit_drift(spec, action)
+        attempt = self._begin(spec, action)
+        cp("intent-recorded")
+        credential = attempt.credential = self._create(attempt)
+        cp("key-created")
+        try:
+            self._record_created(attempt, credential)
+            cp("key-recorded")
+            self._verify(spec, credential)
+            self._advance(attempt, ApiKeyState.VERIFIED, RotationState.VERIFIED)
+            cp("key-verified")
+            self._deliver(attempt, credential)
+            self._advance(attempt, ApiKeyState.DELIVERED, RotationState.DELIVERED)
+            cp("key-delivered")
+            self._activate(attempt)
+            cp("key-activated")
+        except Exception as exc:
+            self._settle_failure(attempt, exc)
+            raise StepFailed(describe(exc)) from None
+        verb = "provisioned" if action.kind is ActionKind.PROVISION else "rotated"
+        return f"{verb}: {credential.id} verified, delivered and active", credential.id
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _audit_drift(self, spec: SourceSpec, action: Action) -> None:
+        _log.warning("key_drifted", source=spec.name, key_id=action.key_id, detail=action.detail)
+        self._deps.audit.record(
+            now=self._deps.now(),
+            action="key.drifted",
+            subject=spec.name,
+            outcome="warning",
+            details={"key_id": action.key_id, "detail": action.detail},
+        )
+
+    def _begin(self, spec: SourceSpec, action: Action) -> Attempt:
+        now = self._deps.now()
+        with self._deps.sessions.begin() as session:
+            generation = SourceRepository(session).bump_generation(spec.name, now)
+            rotation = RotationRepository(session).start(
+                spec.name, action.reason.value, now, previous_key_es_id=action.key_id
+            )
+            name = f"rotator-{spec.name}-{generation}"
+            row = ApiKeyRepository(session).add(
+                ApiKey(
+                    name=name,
+                    source_name=spec.name,
+                    generation=generation,
+                    state=ApiKeyState.PLANNED,
+                    rotation_id=rotation.id,
+                    planned_at=now,
+                    updated_at=now,
+                    config_fingerprint=spec.privileges_fingerprint,
+                    policy_fingerprint=spec.policy_fingerprint,
+                )
+            )
+            ApiKeyRepository(session).transition(row, ApiKeyState.CREATING, now)
+            RotationRepository(session).advance(rotation, RotationState.CREATING, now)
+            attempt = Attempt(spec, rotation.id, row.id, name, generation)
+        self._deps.audit.record(
+            now=now,
+            action="rotation.started",
+            subject=spec.name,
+            outcome="success",
+            details={
+                "rotation_id": attempt.rotation_id,
+                "reason": action.reason.value,
+                "previous_key_id": action.key_id,
+                "key_name": name,
+                "justification": spec.justification,
+            },
+        )
+        return attempt
+
+    def _create(self, attempt: Attempt) -> Credential:
+        """Create the key; a lost answer is reconciled by the rotation id, never re-sent blindly.
+
+        Raises:
+            StepFailed: every attempt failed (the rotation is settled or left for recovery).
+        """
+        waits = list(CREATE_WAITS)
+        while True:
+            try:
+                return self._create_once(attempt)
+            except Exception as exc:
+                retry = isinstance(exc, RotatorError) and exc.retryable and bool(waits)
+                settled = self._reconcile_lost_create(attempt)
+                if retry and settled:
+                    wait = waits.pop(0)
+                    _log.warning(
+                        "key_create_retried",
+                        source=attempt.spec.name,
+                        error=describe(exc),
+                        retry_in_s=wait,
+                    )
+                    self._deps.clock.sleep(wait)
+                    continue
+                self._fail_create(attempt, exc, settled)
+                raise StepFailed(f"creating the key failed: {describe(exc)}") from None
+
+    def _create_once(self, attempt: Attempt) -> Credential:
+        spec = attempt.spec
+        metadata = {
+            **spec.key_metadata,
+            "managed_by": MANAGED_BY,
+            "source": spec.name,
+            "generation": attempt.generation,
+            "rotation_id": attempt.rotation_id,
+            "config_fingerprint": spec.privileges_fingerprint,
+        }
+        return self._deps.authority.create(
+            attempt.name, int(spec.lifetime.total_seconds()), spec.role_descriptors, metadata
+        )
+
+    def _reconcile_lost_create(self, attempt: Attempt) -> bool:
+        """Invalidate any key the failed call made after all; True when none is left valid."""
+        authority = self._deps.authority
+        try:
+            found = self._deps.retrying(
+                "find keys by rotation id",
+                lambda: authority.find_by_metadata(
+                    "rotation_id", attempt.rotation_id, valid_only=True
+                ),
+            )
+            ids = [k.id for k in found]
+            if ids:
+                self._deps.retrying("invalidate", lambda: authority.invalidate(ids))
+                _log.warning("lost_key_invalidated", source=attempt.spec.name, key_ids=ids)
+        except RotatorError:
+            return False
+        return True
+
+    def _fail_create(self, attempt: Attempt, exc: Exception, settled: bool) -> None:
+        if not isinstance(exc, RotatorError):
+            _log.error("key_create_unexpected_error", source=attempt.spec.name, exc_info=exc)
+        # Unsettled, the rotation stays open: the next run looks the key up by its rotation id.
+        resolution = "invalidated" if settled else "unresolved"
+        self._failed(attempt, f"create: {describe(exc)}", resolution)
+
+    def _record_created(self, attempt: Attempt, credential: Credential) -> None:
+        spec = attempt.spec
+        now = self._deps.now()
+        expires = credential.expiration or now + spec.lifetime
+        renewal = renewal_at(expires, spec.rotate_before, spec.jitter, credential.id)
+        with self._deps.sessions.begin() as session:
+            ApiKeyRepository(session).record_created(
+                rows.key_row(session, attempt.row_id),
+                es_id=credential.id,
+                expires_at=expires,
+                renewal_at=renewal,
+                secret_fingerprint=credential.fingerprint,
+                now=now,
+                jitter_seconds=int(jitter_for(spec.jitter, credential.id).total_seconds()),
+            )
+            RotationRepository(session).advance(
+                rows.rotation_row(session, attempt.rotation_id),
+                RotationState.CREATED,
+                now,
+                new_key_es_id=credential.id,
+            )
+
+    def _advance(self, attempt: Attempt, key: ApiKeyState, rotation: RotationState) -> None:
+        now = self._deps.now()
+        with self._deps.sessions.begin() as session:
+            ApiKeyRepository(session).transition(rows.key_row(session, attempt.row_id), key, now)
+            RotationRepository(session).advance(
+                rows.rotation_row(session, attempt.rotation_id), rotation, now
+            )
+
+    def _verify(self, spec: SourceSpec, credential: Credential) -> None:
+        checks = spec.verification
+        authority = self._deps.authority
+        answer = self._deps.retrying(
+            "check the new key's privileges",
+            lambda: authority.check_privileges(credential, checks.request_body()),
+        )
+        wrong = checks.mismatches(answer)
+        if wrong:
+            raise VerificationFailed(
+                f"new key {credential.id} failed verification: "
+                + "; ".join(wrong)
+                + owner_lacks(self._deps, checks)
+            )
+        self._deps.audit.record(
+            now=self._deps.now(),
+            action="key.verified",
+            subject=spec.name,
+            outcome="success",
+            details={"key_id": credential.id},
+        )
+
+    def _deliver(self, attempt: Attempt, credential: Credential) -> None:
+        spec = attempt.spec
+        now = self._deps.now()
+        with self._deps.sessions.begin() as session:
+            ApiKeyRepository(session).mark_delivery_started(
+                rows.key_row(session, attempt.row_id), now
+            )
+        for sink in self._deps.sinks(spec):
+            receipt = self._deliver_to(sink, credential)
+            attempt.receipts.append(receipt)
+            self._deps.checkpoint("sink-returned")
+            self._record_receipt(attempt, sink.name, receipt)
+            self._deps.checkpoint("sink-delivered")
+            self._deps.audit.record(
+                now=self._deps.now(),
+                action="key.delivered",
+                subject=spec.name,
+                outcome="success",
+                details={"key_id": credential.id, "sink": receipt.sink, "target": receipt.target},
+            )
+
+    def _record_receipt(self, attempt: Attempt, sink: str, receipt: DeliveryReceipt) -> None:
+        now = self._deps.now()
+        entry = receipt_entry(sink, receipt, now.isoformat())
+        with self._deps.sessions.begin() as session:
+            ApiKeyRepository(session).add_receipt(rows.key_row(session, attempt.row_id), entry, now)
+
+    def _deliver_to(self, sink: Sink, credential: Credential) -> DeliveryReceipt:
+        """Deliver to one sink, retrying a retryable failure with a short backoff."""
+        waits = list(DELIVERY_BACKOFF)
+        while True:
+            try:
+                return sink.deliver(credential)
+            except RotatorError as exc:
+                if not waits or not exc.retryable:
+                    raise
+                wait = waits.pop(0)
+                _log.warning(
+                    "delivery failed; retrying", sink=sink.name, error=exc.message, retry_in_s=wait
+                )
+                self._deps.clock.sleep(wait)
+
+    def _activate(self, attempt: Attempt) -> None:
+        spec = attempt.spec
+        now = self._deps.now()
+        with self._deps.sessions.begin() as session:
+            row = rows.key_row(session, attempt.row_id)
+            retired = rows.activate(
+                session,
+                spec.name,
+                row,
+                rows.rotation_row(session, attempt.rotation_id),
+                now,
+                spec.overlap,
+            )
+            SourceRepository(session).reset_failures(spec.name, now)
+            key_id = row.es_id
+        self._deps.audit.record(
+            now=now,
+            action="key.activated",
+            subject=spec.name,
+            outcome="success",
+            details={
+                "key_id": key_id,
+                "rotation_id": attempt.rotation_id,
+                "retiring": retired,
+                "retire_at": (now + spec.overlap).isoformat(),
+            },
+        )
+
+    # --- failures --------------------------------------------------------------------------
+
+    def _settle_failure(self, attempt: Attempt, exc: Exception) -> None:
+        """After creation, whatever failed: keep the key for sinks that took it, else undo it."""
+        if not isinstance(exc, RotatorError):
+            _log.error("rotation_unexpected_error", source=attempt.spec.name, exc_info=exc)
+        error = describe(exc)
+        try:
+            if attempt.receipts:
+                self._failed(attempt, error, "kept")
+            else:
+                self._compensate(attempt, error)
+        except Exception as inner:
+            # The store may be what failed: the rotation stays open for the next run's recovery,
+            # and a key no sink took is invalidated now rather than left valid meanwhile.
+            _log.error(
+                "rotation_failure_not_recorded", source=attempt.spec.name, error=describe(inner)
+            )
+            if not attempt.receipts and attempt.credential is not None:
+                self._invalidate_quietly(attempt.credential.id)
+
+    def _invalidate_quietly(self, key_id: str) -> None:
+        try:
+            self._deps.authority.invalidate([key_id])
+        except Exception as exc:
+            _log.error("compensation_failed", key_id=key_id, error=describe(exc))
+
+    def _compensate(self, attempt: Attempt, error: str) -> None:
+        ids = [attempt.credential.id] if attempt.credential is not None else []
+        try:
+            self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate(ids))
+            resolution = "invalidated"
+        except RotatorError as exc:
+            error = f"{error}; invalidating the new key failed too: {exc.message}"
+            resolution = "unresolved"
+        self._failed(attempt, error, resolution)
+
+    def _failed(self, attempt: Attempt, error: str, resolution: str) -> None:
+        """Record a failed rotation and back the source off.
+
+        ``resolution`` says what became of the new key: ``invalidated`` (compensated),
+        ``unresolved`` (the rotation stays open for the next run's recovery), or ``kept`` (some
+        sinks took it: it stays valid for them until a newer key reaches every sink).
+        """
+        spec = attempt.spec
+        failures, retry_at = self._deps.record_source_failure(spec.name, error)
+        now = self._deps.now()
+        with self._deps.sessions.begin() as session:
+            rows.settle_failed(session, attempt.row_id, attempt.rotation_id, error, resolution, now)
+        _log.error(
+            "rotation failed; the previous key keeps serving",
+            source=spec.name,
+            error=error,
+            next_attempt_at=retry_at.isoformat(),
+            failures=failures,
+            new_key=resolution,
+            action="rotation.failed",
+        )
+        self._deps.audit.record(
+            now=now,
+            action="rotation.failed",
+            subject=spec.name,
+            outcome="failure",
+            details={
+                "rotation_id": attempt.rotation_id,
+                "error": error,
+                "new_key": resolution,
+                "next_attempt_at": retry_at.isoformat(),
+            },
+        )
+
+
+def receipt_entry(sink: str, receipt: DeliveryReceipt, at: str) -> dict[str, Any]:
+    """A sink's receipt as the store keeps it (the sink's state never holds a secret)."""
+    return {
+        "name": sink,
+        "sink": receipt.sink,
+        "target": receipt.target,
+        "state": dict(receipt.state),
+        "at": at,
+    }
+
+
+def owner_lacks(deps: Deps, checks: VerificationSet) -> str:
+    """Name what rotator's own identity lacks of what a key must hold (Elasticsearch gives a
+    key only the intersection of its role descriptors and its owner's privileges)."""
+    try:
+        answer = deps.retrying(
+            "check rotator's own privileges",
+            lambda: deps.authority.check_own_privileges(checks.must_request_body()),
+        )
+    except RotatorError:
+        return ""
+    missing = checks.missing(answer)
+    if not missing:
+        return ""
+    return (
+        "; rotator's own role lacks "
+        + ", ".join(missing)
+        + " (Elasticsearch gives a key only what its owner holds)"
+    )
