@@ -40,7 +40,13 @@ def parse_user_spec(text: str) -> UserSpec:
 
 def build_dispatcher(state: SandboxState) -> Dispatcher:
     """Assemble every endpoint the sandbox serves around ``state``."""
-    from rotator.sandbox import control, handlers_apikeys, handlers_security, ingest
+    from rotator.sandbox import (
+        control,
+        handlers_apikeys,
+        handlers_security,
+        handlers_security_more,
+        ingest,
+    )
     from rotator.sandbox.authn import authenticate
     from rotator.sandbox.faults import FaultInjector
     from rotator.sandbox.http import Router
@@ -50,6 +56,7 @@ def build_dispatcher(state: SandboxState) -> Dispatcher:
     router = Router()
     control.register_control(router, faults)
     control.register_root(router)
+    handlers_security_more.register_first(router)
     handlers_security.register(router)
     handlers_apikeys.register(router)
     ingest.register(router)

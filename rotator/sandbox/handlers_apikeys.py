@@ -18,7 +18,7 @@ from rotator.sandbox.authn import (
     user_principal,
 )
 from rotator.sandbox.errors import EsError, not_found, validation_failed
-from rotator.sandbox.http import Call, Response, Router
+from rotator.sandbox.http import Call, Response, Router, requested_compat
 from rotator.sandbox.query import QueryError, QueryResult, Visible, execute_query
 from rotator.sandbox.roles import (
     RoleDescriptor,
@@ -785,7 +785,11 @@ class InvalidateSpec:
 
 def invalidate_api_keys(call: Call) -> Response:
     """``DELETE /_security/api_key``."""
-    spec = _parse_invalidate(Body.of(call, "invalidate_api_key"))
+    body = Body.of(call, "invalidate_api_key")
+    v7_id = _v7_id(call, body)
+    spec = _parse_invalidate(body)
+    if v7_id is not None:
+        spec = InvalidateSpec([v7_id], spec.name, spec.username, spec.realm, spec.owner)
     check_valid(_invalidate_errors(spec))
     principal = authorize_run_as(call, INVALIDATE)
     if not allows(principal, INVALIDATE):
@@ -794,6 +798,21 @@ def invalidate_api_keys(call: Call) -> Response:
         if not (own_ok and manages_own(principal)):
             raise cluster_denied(principal, INVALIDATE, own_ok=own_ok)
     return Response(body=_invalidate(call, principal, spec))
+
+
+def _v7_id(call: Call, body: Body) -> str | None:
+    """The deprecated ``id`` field, which the parser accepts only in REST API version 7 mode.
+
+    ``RestInvalidateApiKeyAction`` declares ``id`` ``forRestApiVersion(V_7)``; with both ``id``
+    and ``ids`` the request fails validation.
+    """
+    if "id" not in body.values or requested_compat(call.request.headers) != 7:
+        return None
+    value = body.string("id")
+    body.values = {k: v for k, v in body.values.items() if k != "id"}
+    if "ids" in body.values:
+        raise validation_failed("Must use either [id] or [ids], not both at the same time")
+    return value
 
 
 def _parse_invalidate(body: Body) -> InvalidateSpec:

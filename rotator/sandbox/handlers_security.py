@@ -17,6 +17,7 @@ from rotator.sandbox.errors import EsError, bad_request, parse_error, validation
 from rotator.sandbox.handlers_apikeys import Body, check_valid
 from rotator.sandbox.http import Call, Response, Router
 from rotator.sandbox.privileges import AppPrivilegeDef, has_privileges_response
+from rotator.sandbox.role_query import check_role_queries
 from rotator.sandbox.roles import BUILTIN_ROLES, parse_role_descriptor
 from rotator.sandbox.roles import token as token_name
 from rotator.sandbox.security_state import (
@@ -134,7 +135,7 @@ USER_FIELDS = ("password", "password_hash", "roles", "full_name", "email", "meta
 def put_user(call: Call) -> Response:
     """``PUT|POST /_security/user/{username}``: create or update a native user."""
     username = call.request.path_params["username"]
-    body = _user_body(call.request.json_object(required=True))
+    body = _user_body(call.request.json_object(required=True), username)
     roles = body.get("roles")
     check_valid(_user_request_errors(roles, body.get("metadata")))
     authorize_cluster(call, PUT_USER)
@@ -160,7 +161,14 @@ def _old_hash(existing: UserRecord | None) -> str:
     return existing.password_hash if existing is not None else ""
 
 
-def _user_body(raw: dict[str, Any]) -> dict[str, Any]:
+def _user_body(raw: dict[str, Any], username: str) -> dict[str, Any]:
+    if "username" in raw:
+        # PutUserRequestBuilder: accepted when it names the user of the path.
+        if raw["username"] != username:
+            raise bad_request(
+                f"[username] in source does not match the username provided [{username}]"
+            )
+        raw = {k: v for k, v in raw.items() if k != "username"}
     for key in raw:
         if key not in USER_FIELDS:
             raise parse_error(f"failed to parse add user request. unexpected field [{key}]")
@@ -325,6 +333,7 @@ def put_role(call: Call) -> Response:
     descriptor = parse_role_descriptor(name, call.request.json_object(required=True))
     check_valid(_role_errors(name))
     authorize_cluster(call, PUT_ROLE)
+    check_role_queries(descriptor)
     roles = call.state.security.roles
     created = name not in roles
     roles[name] = descriptor
@@ -593,6 +602,9 @@ def invalidate_token(call: Call) -> Response:
         raise bad_request("only one of [token, refresh_token] may be sent per request")
     check_valid(_invalidate_token_errors(fields))
     authorize_cluster(call, INVALIDATE_TOKEN)
+    if fields["token"] and not call.state.security.tokens:
+        # TokenService.invalidateAccessToken: no tokens index yet -> 400.
+        raise EsError(400, "security_exception", "failed to invalidate token")
     targets = _token_targets(call.state.security, fields)
     fresh = [t for t in targets if not t.invalidated]
     for token in fresh:

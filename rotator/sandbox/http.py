@@ -233,6 +233,30 @@ class Router:
         return [f"{r.method} {r.template}" for r in self._routes]
 
 
+REFRESH_VALUES = ("true", "false", "wait_for", "")
+
+
+def check_refresh(params: dict[str, str]) -> None:
+    """``WriteRequest.RefreshPolicy.parse`` of a ``refresh`` parameter.
+
+    Raises:
+        EsError: 400 ``illegal_argument_exception`` ``Unknown value for refresh: [x].``
+    """
+    value = params.get("refresh")
+    if value is not None and value not in REFRESH_VALUES:
+        raise EsError(400, "illegal_argument_exception", f"Unknown value for refresh: [{value}].")
+
+
+def requested_compat(headers: dict[str, str]) -> int | None:
+    """The REST API version a request asks for with ``compatible-with`` (None when it does not)."""
+    for name in ("content-type", "accept"):
+        value = headers.get(name, "")
+        match = _COMPAT.search(value)
+        if match and "vnd.elasticsearch" in value:
+            return int(match[1])
+    return None
+
+
 def check_compatibility(headers: dict[str, str], major: int) -> None:
     """Refuse ``compatible-with`` versions the emulated major does not accept.
 

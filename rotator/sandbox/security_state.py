@@ -354,7 +354,15 @@ class SecurityState:
         return [p for by_name in self.app_privileges.values() for p in by_name.values()]
 
     def permission_for(self, descriptors: list[RoleDescriptor]) -> Permission:
-        """The permission the given role descriptors grant."""
+        """The permission the given role descriptors grant.
+
+        With the ``superuser`` role, Elasticsearch uses the superuser role alone, built once
+        without stored application privileges (``CompositeRolesStore``), so its ``*``
+        application privilege stays an action pattern that grants every application.
+        """
+        superuser = BUILTIN_ROLES["superuser"]
+        if any(d == superuser for d in descriptors):
+            return Permission.from_descriptors([superuser], ())
         return Permission.from_descriptors(descriptors, self.app_privilege_list())
 
     def key_permission(self, key: ApiKeyRecord) -> LimitedPermission:

@@ -26,6 +26,7 @@ from rotator.sandbox.http import (
     Response,
     Router,
     check_compatibility,
+    check_refresh,
     error_response,
     render_body,
 )
@@ -79,6 +80,8 @@ class Dispatcher:
                 principal = (
                     self.authenticate(self.state, request, now_ms) if route.authenticate else None
                 )
+                if not template.endswith("/_refresh"):
+                    check_refresh(request.params)
                 response = route.handler(Call(request, principal, self.state, now_ms))
         except EsError as error:
             response = error_response(error)
