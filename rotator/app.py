@@ -42,6 +42,13 @@ def open_current_store(config: Config) -> Engine:
     return engine
 
 
+def build_authority(config: Config) -> KeyAuthority:
+    """The Elasticsearch key authority rotator's identity acts through."""
+    from rotator.elastic import ElasticKeyAuthority, client_from_config
+
+    return ElasticKeyAuthority(client_from_config(config.elasticsearch))
+
+
 def build_lifecycle(
     config: Config,
     engine: Engine,
@@ -52,11 +59,10 @@ def build_lifecycle(
 ) -> Lifecycle:
     """Wire the lifecycle: store sessions, the Elasticsearch authority, sinks and the audit log."""
     from rotator.delivery import build_sink
-    from rotator.elastic import ElasticKeyAuthority, client_from_config
 
     sessions = session_factory(engine)
     if authority is None:
-        authority = ElasticKeyAuthority(client_from_config(config.elasticsearch))
+        authority = build_authority(config)
     cache: dict[str, list[Sink]] = {}
 
     def sinks(spec: SourceSpec) -> list[Sink]:

@@ -14,11 +14,16 @@ from sqlalchemy.orm import Session
 
 from rotator.clock import Clock
 from rotator.config import Config
-from rotator.errors import DependencyUnavailable, UsageError
-from rotator.executor import Lifecycle, Outcome
-from rotator.model import Action, ActionKind, SourceSpec, specs_from_config
+from rotator.errors import DependencyUnavailable, RotatorError, UsageError
+from rotator.executor import MANAGED_BY, Lifecycle, Outcome
+from rotator.log import get_logger
+from rotator.model import Action, ActionKind, SourceSpec, iso, specs_from_config
+from rotator.ports import KeyAuthority, KeyInfo
 from rotator.store.lease import LeaseRepository
-from rotator.store.models import ApiKey, ApiKeyState, Rotation, Source
+from rotator.store.models import ApiKey, ApiKeyState, Source
+from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
+
+_log = get_logger("rotator.status")
 
 LEASE_NAME = "lifecycle"
 # A one-off run holds the lease at most this long; a daemon renews it on its own schedule.
@@ -87,7 +92,7 @@ def summarize(actions: Sequence[Action]) -> str:
 def plan_rows(actions: Sequence[Action]) -> list[list[str]]:
     """Table rows for ``rotator plan``."""
     return [
-        [a.kind.value, a.source, a.key_id or "-", a.reason.value, _iso(a.due_at) or "-", a.detail]
+        [a.kind.value, a.source, a.key_id or "-", a.reason.value, iso(a.due_at) or "-", a.detail]
         for a in actions
     ]
 
@@ -141,91 +146,173 @@ def run_once(
 
 # --- status --------------------------------------------------------------------------------------
 
-STATUS_HEADERS = [
-    "SOURCE",
-    "KEY",
-    "STATE",
-    "EXPIRES",
-    "RENEWAL",
-    "LAST ROTATION",
-    "FAILURES",
-    "NEXT ATTEMPT",
-]
+STATUS_HEADERS = ["SOURCE", "KEY", "STATE", "ELASTICSEARCH", "EXPIRES", "NEXT", "FAILURES"]
 
 
-def status(engine: Engine, config: Config) -> list[dict[str, Any]]:
-    """Per source: the current key, its times and state, the last rotation and failures."""
+def status(engine: Engine, config: Config, es: KeyLookup | None = None) -> list[dict[str, Any]]:
+    """Per source: the current and retiring keys as the store and Elasticsearch see them.
+
+    Elasticsearch is asked once (one paged query over rotator's keys); a key it calls
+    invalidated, expired or missing while the store calls it current is flagged as a mismatch.
+    When Elasticsearch cannot be asked, every key shows ``unknown`` and a warning says why.
+    """
+    if es is None:
+        from rotator.app import build_authority
+        from rotator.clock import SystemClock
+
+        es = KeyLookup(build_authority(config), SystemClock().now())
     names = [s.name for s in config.sources]
+    seen = es.lookup()
+    if es.error is not None:
+        _log.warning("status_without_elasticsearch", error=es.error)
     with Session(engine) as session:
-        stored = {s.name: s for s in session.query(Source).all()}
+        stored = {s.name: s for s in SourceRepository(session).list_sources(include_retired=True)}
         names += sorted(n for n in stored if n not in names)
+        configured = {s.name for s in config.sources}
         return [
-            _source_status(
-                session, name, stored.get(name), name in {s.name for s in config.sources}
-            )
+            _source_status(session, name, stored.get(name), name in configured, seen, es)
             for name in names
         ]
 
 
+class KeyLookup:
+    """What Elasticsearch says about rotator's keys, read once with one paged query."""
+
+    def __init__(self, authority: KeyAuthority, now: datetime) -> None:
+        self._authority = authority
+        self._now = now
+        self.error: str | None = None
+
+    def lookup(self) -> dict[str, KeyInfo] | None:
+        """Every rotator key by id, or None (with ``error`` set) when it cannot be read."""
+        try:
+            found = self._authority.find_by_metadata("managed_by", MANAGED_BY)
+        except RotatorError as exc:
+            self.error = exc.message
+            return None
+        return {k.id: k for k in found}
+
+    def state(self, seen: dict[str, KeyInfo] | None, key_id: str | None) -> str:
+        """``valid``, ``invalidated``, ``expired``, ``missing`` or ``unknown``."""
+        if seen is None or key_id is None:
+            return "unknown"
+        info = seen.get(key_id)
+        if info is None:
+            return "missing"
+        if info.invalidated:
+            return "invalidated"
+        if info.expiration is not None and info.expiration <= self._now:
+            return "expired"
+        return "valid"
+
+
 def _source_status(
-    session: Session, name: str, source: Source | None, configured: bool
+    session: Session,
+    name: str,
+    source: Source | None,
+    configured: bool,
+    seen: dict[str, KeyInfo] | None,
+    es: KeyLookup,
 ) -> dict[str, Any]:
-    keys = (
-        session.query(ApiKey)
-        .filter(ApiKey.source_name == name)
-        .order_by(ApiKey.generation.desc(), ApiKey.id.desc())
-        .all()
+    keys = ApiKeyRepository(session).for_source(
+        name, states=[ApiKeyState.ACTIVE, ApiKeyState.RETIRING]
     )
     current = next((k for k in keys if k.state is ApiKeyState.ACTIVE), None)
-    last = (
-        session.query(Rotation)
-        .filter(Rotation.source_name == name)
-        .order_by(Rotation.started_at.desc())
-        .first()
-    )
+    last = RotationRepository(session).latest(name)
+    es_state = es.state(seen, current.es_id) if current else "unknown"
     return {
         "source": name,
         "configured": configured,
         "key_id": current.es_id if current else None,
         "state": current.state.value if current else ("retired" if not configured else "no key"),
-        "expires_at": _iso(current.expires_at) if current else None,
-        "renewal_at": _iso(current.renewal_at) if current else None,
-        "retiring": [k.es_id for k in keys if k.state is ApiKeyState.RETIRING],
+        "elasticsearch": es_state if current else None,
+        "mismatch": current is not None and es_state in ("invalidated", "expired", "missing"),
+        "expires_at": iso(current.expires_at) if current else None,
+        "renewal_at": iso(current.renewal_at) if current else None,
+        "next_action": _next_action(current, source, es_state, configured, keys),
+        "retiring": [
+            {
+                "key_id": k.es_id,
+                "retire_at": iso(k.retire_at),
+                "elasticsearch": es.state(seen, k.es_id),
+            }
+            for k in keys
+            if k.state is ApiKeyState.RETIRING
+        ],
         "last_rotation": None
         if last is None
         else {
             "id": last.id,
             "state": last.state.value,
             "reason": last.reason,
-            "started_at": _iso(last.started_at),
-            "finished_at": _iso(last.finished_at),
+            "started_at": iso(last.started_at),
+            "finished_at": iso(last.finished_at),
             "error": last.last_error,
         },
         "failures": source.failure_count if source else 0,
         "last_error": source.last_error if source else None,
-        "next_attempt_at": _iso(source.next_attempt_at) if source else None,
+        "next_attempt_at": iso(source.next_attempt_at) if source else None,
     }
 
 
+def _next_action(
+    current: ApiKey | None,
+    source: Source | None,
+    es_state: str,
+    configured: bool,
+    keys: Sequence[ApiKey],
+) -> dict[str, Any] | None:
+    """What the lifecycle will do next for the source, and when (None: nothing planned)."""
+    retire = sorted(k.retire_at for k in keys if k.retire_at is not None)
+    if not configured:
+        return {"kind": "retire", "at": iso(retire[0])} if retire else None
+    retry = source.next_attempt_at if source is not None and source.failure_count else None
+    if current is None or es_state in ("invalidated", "expired", "missing"):
+        return {"kind": "provision", "at": iso(retry) if retry else "now"}
+    due = [("retire", r) for r in retire]
+    if current.renewal_at is not None:
+        due.append(("rotate", max(current.renewal_at, retry) if retry else current.renewal_at))
+    kind, at = min(due, key=lambda item: item[1])
+    return {"kind": kind, "at": iso(at)}
+
+
+def _minutes(stamp: str | None) -> str:
+    """``2030-01-31T00:00:00Z`` as the table shows it: ``2030-01-31 00:00Z``."""
+    if stamp is None:
+        return "-"
+    if len(stamp) == 20 and stamp[10] == "T":
+        return f"{stamp[:10]} {stamp[11:16]}Z"
+    return stamp
+
+
 def status_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
-    """Table rows for ``rotator status``."""
+    """Table rows for ``rotator status``: one per source, one more per retiring key."""
     rows = []
     for e in entries:
-        last = e["last_rotation"]
-        last_text = (
-            "-" if last is None else f"{last['state']} {last['finished_at'] or last['started_at']}"
-        )
+        es = e["elasticsearch"] or "-"
+        nxt = e["next_action"]
         rows.append(
             [
                 e["source"],
                 e["key_id"] or "-",
                 e["state"],
-                e["expires_at"] or "-",
-                e["renewal_at"] or "-",
-                last_text,
+                f"{es} MISMATCH" if e["mismatch"] else es,
+                _minutes(e["expires_at"]),
+                f"{nxt['kind']} {_minutes(nxt['at'])}" if nxt else "-",
                 str(e["failures"]),
-                e["next_attempt_at"] or "-",
             ]
+        )
+        rows.extend(
+            [
+                "",
+                r["key_id"] or "-",
+                "retiring",
+                r["elasticsearch"],
+                "-",
+                f"retire {r['retire_at']}",
+                "",
+            ]
+            for r in e["retiring"]
         )
     return rows
 
@@ -241,10 +328,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         for row in (headers, *rows)
     ]
     return "\n".join(lines)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def specs(config: Config) -> list[SourceSpec]:

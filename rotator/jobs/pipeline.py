@@ -74,8 +74,7 @@ class RotationPipeline:
             self._activate(attempt)
             cp("key-activated")
         except Exception as exc:
-            self._settle_failure(attempt, exc)
-            raise StepFailed(describe(exc)) from None
+            raise StepFailed(self._settle_failure(attempt, exc)) from None
         verb = "provisioned" if action.kind is ActionKind.PROVISION else "rotated"
         return f"{verb}: {credential.id} verified, delivered and active", credential.id
 
@@ -319,16 +318,19 @@ class RotationPipeline:
 
     # --- failures --------------------------------------------------------------------------
 
-    def _settle_failure(self, attempt: Attempt, exc: Exception) -> None:
-        """After creation, whatever failed: keep the key for sinks that took it, else undo it."""
+    def _settle_failure(self, attempt: Attempt, exc: Exception) -> str:
+        """After creation, whatever failed: keep the key for sinks that took it, else undo it.
+
+        Returns the whole story in one line (what failed, and what became of the new key).
+        """
         if not isinstance(exc, RotatorError):
             _log.error("rotation_unexpected_error", source=attempt.spec.name, exc_info=exc)
         error = describe(exc)
         try:
             if attempt.receipts:
                 self._failed(attempt, error, "kept")
-            else:
-                self._compensate(attempt, error)
+                return f"{error}; the new key is kept for the sinks that took it"
+            return self._compensate(attempt, error)
         except Exception as inner:
             # The store may be what failed: the rotation stays open for the next run's recovery,
             # and a key no sink took is invalidated now rather than left valid meanwhile.
@@ -337,6 +339,7 @@ class RotationPipeline:
             )
             if not attempt.receipts and attempt.credential is not None:
                 self._invalidate_quietly(attempt.credential.id)
+            return f"{error}; recording the failure failed too: {describe(inner)}"
 
     def _invalidate_quietly(self, key_id: str) -> None:
         try:
@@ -344,7 +347,7 @@ class RotationPipeline:
         except Exception as exc:
             _log.error("compensation_failed", key_id=key_id, error=describe(exc))
 
-    def _compensate(self, attempt: Attempt, error: str) -> None:
+    def _compensate(self, attempt: Attempt, error: str) -> str:
         ids = [attempt.credential.id] if attempt.credential is not None else []
         try:
             self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate(ids))
@@ -353,6 +356,7 @@ class RotationPipeline:
             error = f"{error}; invalidating the new key failed too: {exc.message}"
             resolution = "unresolved"
         self._failed(attempt, error, resolution)
+        return error
 
     def _failed(self, attempt: Attempt, error: str, resolution: str) -> None:
         """Record a failed rotation and back the source off.

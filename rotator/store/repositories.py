@@ -342,6 +342,15 @@ class RotationRepository:
             query = query.where(Rotation.source_name == source_name)
         return list(self._session.scalars(query.order_by(Rotation.started_at, Rotation.id)))
 
+    def latest(self, source_name: str) -> Rotation | None:
+        """The source's most recently started rotation, or None."""
+        query = (
+            sa.select(Rotation)
+            .where(Rotation.source_name == source_name)
+            .order_by(Rotation.started_at.desc(), Rotation.id.desc())
+        )
+        return self._session.scalars(query).first()
+
     def all_ids(self) -> set[str]:
         """The id of every rotation this store started (the nonces its keys carry)."""
         return set(self._session.scalars(sa.select(Rotation.id)))

@@ -105,6 +105,7 @@ def config_text(url: str, out: Path, store: str, sources: tuple[str, ...] = SOUR
 @pytest.fixture
 def world(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     sandbox.reset()
+    sandbox.clear_faults()  # a test that failed midway must not leave its faults to the next
     start = datetime(2030, 1, 1, tzinfo=UTC)
     sandbox.set_clock(int(start.timestamp() * 1000))
     password = secrets.token_urlsafe(16)
@@ -120,4 +121,5 @@ def world(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     db.upgrade(engine)
     yield World(sandbox, ManualClock(start), config, engine, out, password)
     engine.dispose()
+    sandbox.clear_faults()
     sandbox.state.clock.reset()

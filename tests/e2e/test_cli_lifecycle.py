@@ -162,3 +162,56 @@ def test_a_lease_left_by_a_killed_local_run_is_taken_over(world: World, tmp_path
     result = rotator(world, config, "once")
     assert result.returncode == 0, result.stderr
     assert world.key_file("web").exists()
+
+
+def test_status_shows_what_elasticsearch_says_and_flags_a_mismatch(
+    world: World, tmp_path: Path
+) -> None:
+    config = setup_config(world, tmp_path)
+    assert rotator(world, config, "once").returncode == 0
+    old = world.delivered("web")
+    assert rotator(world, config, "rotate", "web").returncode == 0
+    world.admin().security.invalidate_api_key(ids=[world.delivered("db")[0]])
+    doc = json.loads(rotator(world, config, "status", "-o", "json").stdout)
+    entries = {e["source"]: e for e in doc["sources"]}
+    assert entries["db"]["elasticsearch"] == "invalidated"
+    assert entries["db"]["mismatch"] is True
+    assert entries["app"]["elasticsearch"] == "valid"
+    assert entries["app"]["mismatch"] is False
+    retiring = entries["web"]["retiring"]
+    assert [(r["key_id"], r["elasticsearch"]) for r in retiring] == [(old[0], "valid")]
+    assert retiring[0]["retire_at"].endswith("Z")
+    assert entries["app"]["next_action"]["kind"] == "rotate"
+    assert entries["db"]["next_action"]["kind"] == "provision"
+    table = rotator(world, config, "status").stdout.splitlines()
+    assert max(len(line) for line in table) <= 120
+    assert any(old[0] in line and "retiring" in line for line in table)
+    assert any(line.startswith("db ") and "MISMATCH" in line for line in table)
+
+
+def test_once_exits_1_while_a_source_has_no_valid_key(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    world.out.rmdir()
+    world.out.write_text("not a directory")
+    assert rotator(world, config, "once").returncode == 1  # provisioning fails
+    held = rotator(world, config, "once", "-o", "json")  # backing off: nothing attempted
+    assert held.returncode == 1, held.stdout
+    doc = json.loads(held.stdout)
+    health = [o for o in doc["outcomes"] if o["action"] == "health"]
+    assert sorted(o["source"] for o in health) == sorted(SOURCES)
+    assert all(o["result"].startswith("no current key") for o in health)
+
+
+def test_times_are_utc_whole_seconds_with_z(world: World, tmp_path: Path) -> None:
+    import re
+
+    config = setup_config(world, tmp_path)
+    plan = json.loads(rotator(world, config, "plan", "-o", "json").stdout)
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+    assert all(stamp.match(a["due_at"]) for a in plan["actions"])
+    assert rotator(world, config, "once").returncode == 0
+    doc = json.loads(rotator(world, config, "status", "-o", "json").stdout)
+    for entry in doc["sources"]:
+        for field in ("expires_at", "renewal_at"):
+            assert stamp.match(entry[field]), entry[field]
+        assert stamp.match(entry["last_rotation"]["started_at"])
