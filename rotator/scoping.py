@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -255,7 +256,12 @@ class VerificationSet:
 
 
 def verification_set(source: str, grants: Grants) -> VerificationSet:
-    """Derive the checks from the grants: all granted must hold, the dangerous ones must not."""
+    """Derive the checks from the grants: all granted must hold, the dangerous ones must not.
+
+    Beside each granted name or pattern, indices just outside it (a prefix or suffix added, a
+    character or segment dropped, a segment changed) must not be writable: a key holding a
+    broader pattern than its source asked for (``logs-*`` for ``logs-web-default``) fails.
+    """
     granted_cluster = set(grants.cluster)
     index_true = tuple(
         IndexCheck(name, privilege)
@@ -270,14 +276,55 @@ def verification_set(source: str, grants: Grants) -> VerificationSet:
         for privilege in FORBIDDEN_OWN_INDEX
         if not _granted(grants, name, privilege)
     )
+    neighbours = tuple(
+        IndexCheck(probe, privilege)
+        for grant in grants.indices
+        for probe in neighbour_probes(grant.names, own)
+        for privilege in grant.privileges
+    )
     outside = outside_probe(source, own)
     outside_false = (IndexCheck(outside, "create_doc"),) if grants.indices and outside else ()
     return VerificationSet(
         cluster_true=tuple(sorted(granted_cluster)),
         cluster_false=tuple(p for p in FORBIDDEN_CLUSTER if p not in granted_cluster),
         index_true=index_true,
-        index_false=own_false + outside_false,
+        index_false=tuple(dict.fromkeys(own_false + neighbours + outside_false)),
     )
+
+
+_SEGMENT = re.compile(r"[-._]")
+
+
+def neighbour_probes(names: Sequence[str], granted: Sequence[str]) -> list[str]:
+    """Concrete index names next to ``names`` that none of ``granted`` covers."""
+    probes: list[str] = []
+    for name in names:
+        sample = name.replace("*", "probe").replace("?", "p")
+        segments = _SEGMENT.split(sample)
+        candidates = [f"x{sample}", f"{sample}x", sample[:-1]]
+        separators = _SEGMENT.findall(sample)
+        if len(segments) > 1:
+            candidates.append(sample[: len(sample) - len(segments[-1]) - 1])
+        for i in range(len(segments)):
+            changed = [*segments[:i], f"zz{segments[i]}", *segments[i + 1 :]]
+            candidates.append(_join(changed, separators))
+        probes += [c for c in candidates if _usable(c) and not _covered(c, granted)]
+    return list(dict.fromkeys(probes))
+
+
+def _join(segments: Sequence[str], separators: Sequence[str]) -> str:
+    out = segments[0]
+    for sep, segment in zip(separators, segments[1:], strict=True):
+        out += sep + segment
+    return out
+
+
+def _usable(name: str) -> bool:
+    return bool(name) and name[0] not in "-_+." and name == name.lower()
+
+
+def _covered(name: str, granted: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in granted)
 
 
 def _granted(grants: Grants, name: str, privilege: str) -> bool:

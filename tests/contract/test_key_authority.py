@@ -74,6 +74,23 @@ def test_verification_catches_a_key_broader_than_its_source(
     port.invalidate([credential.id])
 
 
+def test_verification_catches_a_broader_pattern_holding_every_privilege(
+    cluster: Cluster, rotator_user: RotatorIdentity
+) -> None:
+    """A key granted ``logs-<prefix>*`` passes every must-hold check of the narrow source, and
+    must still fail: the indices next to the granted name are writable too."""
+    port = authority(cluster, rotator_user)
+    wide = Grants.build(
+        [], [([f"logs-{rotator_user.index_prefix}*"], ["create_doc", "auto_configure"])]
+    )
+    credential = port.create("rotator-web-3", 3600, role_descriptors("web", wide), {})
+    expected = verification_set("web", grants(rotator_user))
+    wrong = expected.mismatches(port.check_privileges(credential, expected.request_body()))
+    assert not any("is missing" in w for w in wrong)
+    assert any(w.startswith("create_doc on ") and w.endswith("is granted") for w in wrong)
+    port.invalidate([credential.id])
+
+
 def test_errors_are_translated_without_secrets(
     cluster: Cluster, rotator_user: RotatorIdentity
 ) -> None:
