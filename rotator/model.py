@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rotator.config import Config, ExecSink, FileSink, SourceConfig, WebhookSink
 from rotator.scoping import Grants, VerificationSet, fingerprint, role_descriptors, verification_set
-from rotator.store.models import ApiKeyState
+from rotator.states import KeyState
 
-SinkConfig = FileSink | ExecSink | WebhookSink
+if TYPE_CHECKING:  # the domain needs the config's types, not its parser, at run time
+    from rotator.config import Config, ExecSink, FileSink, SourceConfig, WebhookSink
 
+    SinkConfig = FileSink | ExecSink | WebhookSink
 
-# A key's lifecycle state is the store's vocabulary: one enum, not two kept in step.
-KeyState = ApiKeyState
+__all__ = ["KeyState"]
 
 
 class EsStatus(StrEnum):

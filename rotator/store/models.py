@@ -15,6 +15,15 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from rotator.states import KEY_TRANSITIONS, ROTATION_FINISHED, KeyState, RotationState
+
+__all__ = [
+    "KEY_TRANSITIONS",
+    "ROTATION_FINISHED",
+    "ApiKeyState",
+    "RotationState",
+]
+
 # Constraint and index names are derived, never left to the database, so migrations are stable.
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -70,54 +79,8 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-class ApiKeyState(StrEnum):
-    """Where a key rotator created stands in its lifecycle (DESIGN §4)."""
-
-    PLANNED = "planned"
-    CREATING = "creating"
-    CREATED = "created"
-    VERIFIED = "verified"
-    DELIVERED = "delivered"
-    ACTIVE = "active"
-    RETIRING = "retiring"
-    INVALIDATED = "invalidated"
-    FAILED = "failed"
-
-
-class RotationState(StrEnum):
-    """How far a rotation (the replacement of one source's key) has come."""
-
-    PLANNED = "planned"
-    CREATING = "creating"
-    CREATED = "created"
-    VERIFIED = "verified"
-    DELIVERED = "delivered"
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    COMPENSATED = "compensated"
-
-
-_K = ApiKeyState
-# The moves a key row may make; anything else is a bug in the caller.
-KEY_TRANSITIONS: dict[ApiKeyState, frozenset[ApiKeyState]] = {
-    _K.PLANNED: frozenset({_K.CREATING, _K.FAILED}),
-    _K.CREATING: frozenset({_K.CREATED, _K.FAILED}),
-    _K.CREATED: frozenset({_K.VERIFIED, _K.FAILED, _K.INVALIDATED}),
-    _K.VERIFIED: frozenset({_K.DELIVERED, _K.FAILED, _K.INVALIDATED}),
-    # RETIRING from DELIVERED: some sinks took the key before another failed; it serves them
-    # until a newer key supersedes it.
-    _K.DELIVERED: frozenset({_K.ACTIVE, _K.RETIRING, _K.FAILED, _K.INVALIDATED}),
-    _K.ACTIVE: frozenset({_K.RETIRING, _K.INVALIDATED}),
-    _K.RETIRING: frozenset({_K.INVALIDATED}),
-    _K.FAILED: frozenset({_K.INVALIDATED}),
-    _K.INVALIDATED: frozenset(),
-}
-
-# A rotation in one of these states is finished: nothing is left to resume or compensate.
-ROTATION_FINISHED: frozenset[RotationState] = frozenset(
-    {RotationState.COMPLETED, RotationState.COMPENSATED}
-)
+# The lifecycle's states belong to the domain; the store keeps them in its columns.
+ApiKeyState = KeyState
 
 
 def _state_enum(enum: type[StrEnum]) -> sa.Enum:
