@@ -43,6 +43,7 @@ def build_dispatcher(state: SandboxState) -> Dispatcher:
     from rotator.sandbox import (
         control,
         handlers_apikeys,
+        handlers_query,
         handlers_security,
         handlers_security_more,
         ingest,
@@ -59,6 +60,7 @@ def build_dispatcher(state: SandboxState) -> Dispatcher:
     handlers_security_more.register_first(router)
     handlers_security.register(router)
     handlers_apikeys.register(router)
+    handlers_query.register(router)
     ingest.register(router)
     return Dispatcher(state, router, authenticate, faults)
 

@@ -8,7 +8,16 @@ from typing import Any, Protocol, TypeVar, cast
 
 from sortedcontainers import SortedKeyList  # type: ignore[import-untyped,unused-ignore]
 
-__all__ = ["SEQ_SPAN", "FlatMetadata", "KeyIndex", "QueryDoc", "flatten_metadata"]
+from rotator.sandbox.query_fields import API_KEY_FIELDS, FieldSet
+
+__all__ = [
+    "SEQ_SPAN",
+    "Doc",
+    "FlatMetadata",
+    "KeyIndex",
+    "QueryDoc",
+    "flatten_metadata",
+]
 
 #: ``seq`` must stay below this bound: date orderings pack ``value * SEQ_SPAN + seq`` into one int.
 SEQ_SPAN = 1 << 40
@@ -44,6 +53,25 @@ class _Sorted(Protocol[_T, _K]):
 
 def _sorted_list(key: Callable[[_T], _K]) -> _Sorted[_T, _K]:
     return cast("_Sorted[_T, _K]", SortedKeyList(key=key))
+
+
+class Doc(Protocol):
+    """What the query engine needs of any searchable document (API key, role or user)."""
+
+    @property
+    def id(self) -> str:
+        """The document id."""
+        ...
+
+    @property
+    def seq(self) -> int:
+        """Insertion order: the ``_doc`` order and the tiebreak between equal sort values."""
+        ...
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata object (queried as a flattened field)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +172,7 @@ class KeyIndex:
 
     def __init__(self, docs: Iterable[QueryDoc] = ()) -> None:
         """Create an index, optionally filled with ``docs``."""
+        self.fields: FieldSet = API_KEY_FIELDS
         self._docs: dict[str, QueryDoc] = {}
         self._by_seq = _sorted_list(_seq_of)
         self._by_creation = _sorted_list(_creation_key)
@@ -211,7 +240,7 @@ class KeyIndex:
         """Tell whether a key with that id is indexed."""
         return key_id in self._docs
 
-    def flat_metadata(self, doc: QueryDoc) -> FlatMetadata:
+    def flat_metadata(self, doc: Doc) -> FlatMetadata:
         """Return the flattened metadata of ``doc``, computed once and cached."""
         cached = self._flat.get(doc.id)
         if cached is None:

@@ -1,4 +1,4 @@
-"""The Query API keys engine: ``POST /_security/_query/api_key`` over a ``KeyIndex``."""
+"""The Query API keys engine: ``POST /_security/_query/api_key`` over a ``SearchIndex``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rotator.sandbox.keyindex import KeyIndex, QueryDoc
+from rotator.sandbox.docindex import SearchIndex
+from rotator.sandbox.keyindex import Doc
 from rotator.sandbox.query_aggs import AggNode, check_aggs, compute_aggs, parse_aggs
 from rotator.sandbox.query_dsl import QNode, check_query, parse_query, token_name
 from rotator.sandbox.query_errors import (
@@ -21,6 +22,7 @@ from rotator.sandbox.query_errors import (
     unknown_field,
     x_content,
 )
+from rotator.sandbox.query_fields import FieldSet
 from rotator.sandbox.query_match import Hint, Matcher, compile_query
 from rotator.sandbox.query_sort import SortKeys, SortSpec, check_sort, parse_sort
 
@@ -37,8 +39,9 @@ __all__ = [
 MAX_RESULT_WINDOW = 10_000
 _DEFAULT_SIZE = 10
 _BODY_FIELDS = ("query", "aggregations", "aggs", "from", "size", "sort", "search_after")
+_PLAIN_FIELDS = ("query", "from", "size", "sort", "search_after")
 
-Visible = Callable[[QueryDoc], bool]
+Visible = Callable[[Any], bool]
 
 
 @dataclass(slots=True)
@@ -53,7 +56,7 @@ class QueryResult:
     """
 
     total: int
-    hits: list[tuple[QueryDoc, list[Any] | None]] = field(default_factory=list)
+    hits: list[tuple[Doc, list[Any] | None]] = field(default_factory=list)
     aggregations: dict[str, Any] | None = None
 
 
@@ -72,56 +75,58 @@ class QueryRequest:
 # -- the REST layer: parsing the body -------------------------------------------------------
 
 
-def _int_field(name: str, value: Any) -> int:
+def _int_field(name: str, value: Any, payload: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise x_content(f"[{PAYLOAD}] {name} doesn't support values of type: {token_name(value)}")
+        raise x_content(f"[{payload}] {name} doesn't support values of type: {token_name(value)}")
     try:
         return int(value) if not isinstance(value, str) else int(float(value.strip()))
     except ValueError as exc:
         cause = QueryError(
             400, "number_format_exception", f'For input string: "{value}"', native=False
         )
-        raise failed_to_parse_field(PAYLOAD, name, cause) from exc
+        raise failed_to_parse_field(payload, name, cause) from exc
 
 
-def _parse_field(name: str, value: Any, request: QueryRequest) -> None:
+def _parse_field(
+    name: str, value: Any, request: QueryRequest, payload: str, fields: tuple[str, ...]
+) -> None:
     if name == "query":
         if not isinstance(value, Mapping):
             raise x_content(
-                f"[{PAYLOAD}] query doesn't support values of type: {token_name(value)}"
+                f"[{payload}] query doesn't support values of type: {token_name(value)}"
             )
         request.query = parse_query(value)
     elif name in ("aggs", "aggregations"):
         if not isinstance(value, Mapping):
             raise x_content(
-                f"[{PAYLOAD}] {name} doesn't support values of type: {token_name(value)}"
+                f"[{payload}] {name} doesn't support values of type: {token_name(value)}"
             )
         if request.aggs is not None:
             raise x_content(
-                f"Failed to build [{PAYLOAD}] after last required field arrived",
+                f"Failed to build [{payload}] after last required field arrived",
                 illegal_argument("Duplicate 'aggs' or 'aggregations' field"),
             )
         request.aggs = parse_aggs(value)
     elif name in ("from", "size"):
-        number = _int_field(name, value)
+        number = _int_field(name, value, payload)
         if name == "from":
             request.from_ = number
         else:
             request.size = number
     elif name == "sort":
         if not isinstance(value, list | Mapping):
-            raise x_content(f"[{PAYLOAD}] sort doesn't support values of type: {token_name(value)}")
+            raise x_content(f"[{payload}] sort doesn't support values of type: {token_name(value)}")
         request.sort = parse_sort(value)
     elif name == "search_after":
-        _parse_search_after(value, request)
+        _parse_search_after(value, request, payload)
     else:
-        raise unknown_field(PAYLOAD, name, _BODY_FIELDS)
+        raise unknown_field(payload, name, fields)
 
 
-def _parse_search_after(value: Any, request: QueryRequest) -> None:
+def _parse_search_after(value: Any, request: QueryRequest, payload: str) -> None:
     if not isinstance(value, list):
         raise x_content(
-            f"[{PAYLOAD}] search_after doesn't support values of type: {token_name(value)}"
+            f"[{payload}] search_after doesn't support values of type: {token_name(value)}"
         )
     for item in value:
         if not (item is None or isinstance(item, str | int | float | bool)):
@@ -136,8 +141,13 @@ def _parse_search_after(value: Any, request: QueryRequest) -> None:
     request.search_after = list(value)
 
 
-def parse_request(body: Mapping[str, Any] | None) -> QueryRequest:
+def parse_request(
+    body: Mapping[str, Any] | None, payload: str = PAYLOAD, *, aggs: bool = True
+) -> QueryRequest:
     """Parse a request body as ``RestQueryApiKeyAction`` does (strictly).
+
+    ``RestQueryRoleAction`` and ``RestQueryUserAction`` parse the same body without
+    aggregations, under their own parser name (``payload``).
 
     Raises:
         QueryError: ``x_content_parse_exception`` for unknown or malformed top-level fields,
@@ -147,18 +157,19 @@ def parse_request(body: Mapping[str, Any] | None) -> QueryRequest:
     if body is None:
         return request
     if not isinstance(body, Mapping):
-        raise x_content(f"[{PAYLOAD}] Expected START_OBJECT but was: {token_name(body)}")
+        raise x_content(f"[{payload}] Expected START_OBJECT but was: {token_name(body)}")
+    fields = _BODY_FIELDS if aggs else _PLAIN_FIELDS
     for name, value in body.items():
-        if name not in _BODY_FIELDS:
-            raise unknown_field(PAYLOAD, name, _BODY_FIELDS)
+        if name not in fields:
+            raise unknown_field(payload, name, fields)
         try:
-            _parse_field(name, value, request)
+            _parse_field(name, value, request, payload, fields)
         except QueryError as error:
             if error.error_type == "x_content_parse_exception" and error.reason.startswith(
-                (f"[{PAYLOAD}]", f"Failed to build [{PAYLOAD}]")
+                (f"[{payload}]", f"Failed to build [{payload}]")
             ):
                 raise
-            raise failed_to_parse_field(PAYLOAD, name, error) from None
+            raise failed_to_parse_field(payload, name, error) from None
     return request
 
 
@@ -175,11 +186,11 @@ def _validate(request: QueryRequest) -> None:
         raise action_validation(messages)
 
 
-def _check(request: QueryRequest) -> None:
+def _check(request: QueryRequest, fields: FieldSet) -> None:
     if request.query is not None:
-        check_query(request.query)
+        check_query(request.query, fields)
     if request.sort is not None:
-        check_sort(request.sort)
+        check_sort(request.sort, fields)
     if request.aggs is not None:
         check_aggs(request.aggs)
     if request.search_after and (request.from_ or 0) > 0:
@@ -196,9 +207,16 @@ def _query_failure(error: QueryError) -> QueryError:
     return shard_failure(query_shard(f"failed to create query: {error.reason}", error))
 
 
-def _candidates(index: KeyIndex, hint: Hint | None) -> Iterable[QueryDoc]:
+def _empty(hint: Hint) -> bool:
+    """Tell whether ``hint`` is a range nothing lies in (``lo`` above ``hi``)."""
+    return hint.lo is not None and hint.hi is not None and hint.lo > hint.hi  # type: ignore[operator]
+
+
+def _candidates(index: SearchIndex, hint: Hint | None) -> Iterable[Doc]:
     if hint is None:
         return index
+    if _empty(hint):
+        return ()
     if hint.field == "name":
         return index.name_range(
             hint.lo if isinstance(hint.lo, str) else None,
@@ -212,10 +230,12 @@ def _candidates(index: KeyIndex, hint: Hint | None) -> Iterable[QueryDoc]:
     )
 
 
-def _candidate_count(index: KeyIndex, hint: Hint | None) -> int:
+def _candidate_count(index: SearchIndex, hint: Hint | None) -> int:
     """Count the keys in the index range of ``hint`` (every key without one): two bisects."""
     if hint is None:
         return len(index)
+    if _empty(hint):
+        return 0
     if hint.field == "name":
         return index.count_name_range(
             hint.lo if isinstance(hint.lo, str) else None,
@@ -229,9 +249,7 @@ def _candidate_count(index: KeyIndex, hint: Hint | None) -> int:
     )
 
 
-def _filtered(
-    docs: Iterable[QueryDoc], matcher: Matcher, visible: Visible | None
-) -> Iterator[QueryDoc]:
+def _filtered(docs: Iterable[Doc], matcher: Matcher, visible: Visible | None) -> Iterator[Doc]:
     pred = matcher.pred
     if visible is None:
         return (d for d in docs if pred(d))
@@ -244,7 +262,7 @@ def _walk_page(
     visible: Visible | None,
     after: tuple[Any, ...] | None,
     wanted: int,
-) -> list[QueryDoc]:
+) -> list[Doc]:
     hint = matcher.hint
     primary = keys.primary
     assert primary is not None
@@ -252,7 +270,7 @@ def _walk_page(
     bounds = None
     if hint is not None and hint.field == primary.field.name:
         bounds = (hint.lo, hint.hi)
-    out: list[QueryDoc] = []
+    out: list[Doc] = []
     for group in keys.walk(after, bounds):
         matching = list(_filtered(group, matcher, visible))
         if not matching:
@@ -271,8 +289,8 @@ def _walk_page(
 
 
 def _top(
-    docs: Iterable[QueryDoc], keys: SortKeys | None, after: tuple[Any, ...] | None, wanted: int
-) -> list[QueryDoc]:
+    docs: Iterable[Doc], keys: SortKeys | None, after: tuple[Any, ...] | None, wanted: int
+) -> list[Doc]:
     if keys is None:
         return heapq.nsmallest(wanted, docs, key=lambda d: d.seq)
     scored = ((keys.key(d), d) for d in docs)
@@ -284,7 +302,7 @@ def _top(
 
 @dataclass(slots=True)
 class _Run:
-    index: KeyIndex
+    index: SearchIndex
     request: QueryRequest
     visible: Visible | None
     now_ms: int
@@ -324,7 +342,7 @@ class _Run:
         size: int,
     ) -> QueryResult:
         candidates = _candidate_count(self.index, matcher.hint)
-        matches: list[QueryDoc] | None = None
+        matches: list[Doc] | None = None
         if self.request.aggs is not None:
             matches = list(self.matching(matcher))
             total = len(matches)
@@ -334,7 +352,7 @@ class _Run:
             total = self.count(matcher)
         if total == 0:
             return QueryResult(0)
-        page: list[QueryDoc] = []
+        page: list[Doc] = []
         if size > 0:
             page = self.page(matcher, keys, after, from_ + size, total, candidates, matches)
         hits = [(d, keys.values(d) if keys is not None else None) for d in page[from_:]]
@@ -356,7 +374,7 @@ class _Run:
             return sum(1 for _ in self.matching(matcher))
         return self.index.memo(key, lambda: sum(1 for _ in self.matching(matcher)))
 
-    def matching(self, matcher: Matcher) -> Iterator[QueryDoc]:
+    def matching(self, matcher: Matcher) -> Iterator[Doc]:
         """Iterate over the visible matching keys, in ``seq`` order within the hint's range."""
         return _filtered(_candidates(self.index, matcher.hint), matcher, self.visible)
 
@@ -368,8 +386,8 @@ class _Run:
         wanted: int,
         total: int,
         candidates: int,
-        matches: list[QueryDoc] | None,
-    ) -> list[QueryDoc]:
+        matches: list[Doc] | None,
+    ) -> list[Doc]:
         """Select the first ``wanted`` keys in sort order (after ``search_after``).
 
         Walking the primary sort ordering stops after ``wanted`` matches; it is chosen when the
@@ -385,27 +403,31 @@ class _Run:
             pool_size = len(matches) if matches is not None else candidates
             if wanted * domain / total <= pool_size:
                 return _walk_page(keys, matcher, self.visible, after, wanted)
-        pool: Iterable[QueryDoc] = matches if matches is not None else self.matching(matcher)
+        pool: Iterable[Doc] = matches if matches is not None else self.matching(matcher)
         return _top(pool, keys, after, wanted)
 
 
 def execute_query(
-    index: KeyIndex,
+    index: SearchIndex,
     body: Mapping[str, Any] | None,
     *,
     visible: Visible | None = None,
     now_ms: int,
     typed_keys: bool = False,
+    payload: str = PAYLOAD,
+    aggs: bool = True,
 ) -> QueryResult:
-    """Run a Query API keys request the way Elasticsearch does.
+    """Run a Query API keys (or query roles, query users) request the way Elasticsearch does.
 
     Args:
-        index: The keys to search.
+        index: The keys (roles, users) to search; its field table decides what may be queried.
         body: The request body (``None`` or ``{}`` means ``match_all``).
         visible: The ownership filter for callers that may only see some keys
             (``manage_own_api_key``); totals and aggregations count visible keys only.
         now_ms: The value of ``now`` in date math, epoch milliseconds.
         typed_keys: Prefix aggregation names with their type (``sterms#name``...).
+        payload: The body parser's name, as error messages show it.
+        aggs: Whether the body may carry aggregations (only the Query API keys API allows them).
 
     Returns:
         The total, the page of keys with their ``_sort`` values, and the aggregations.
@@ -415,9 +437,9 @@ def execute_query(
             request validation, refused query types/fields/aggregations, and search-phase
             failures (wrapped as ``search_phase_execution_exception``).
     """
-    request = parse_request(body)
+    request = parse_request(body, payload, aggs=aggs)
     _validate(request)
-    _check(request)
+    _check(request, index.fields)
     try:
         return _Run(index, request, visible, now_ms, typed_keys).execute()
     except QueryError as error:

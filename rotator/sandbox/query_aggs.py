@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rotator.sandbox.keyindex import KeyIndex, QueryDoc
+from rotator.sandbox.docindex import SearchIndex
+from rotator.sandbox.keyindex import Doc
 from rotator.sandbox.query_dates import format_date, parse_date, parse_zone
 from rotator.sandbox.query_dsl import QNode, check_query, parse_query, token_name
 from rotator.sandbox.query_errors import (
@@ -18,7 +19,7 @@ from rotator.sandbox.query_errors import (
     suggest,
     unknown_field,
 )
-from rotator.sandbox.query_fields import Field, Value, translate
+from rotator.sandbox.query_fields import API_KEY_FIELDS, Field, Value
 from rotator.sandbox.query_match import compile_query
 
 __all__ = ["AggNode", "check_aggs", "compute_aggs", "parse_aggs"]
@@ -286,10 +287,10 @@ def _check_one(node: AggNode) -> None:
         _check_composite(node)
     elif node.type == "filter":
         assert node.query is not None
-        check_query(node.query)
+        check_query(node.query, API_KEY_FIELDS)
     elif node.type == "filters":
         for _, query in node.filters:
-            check_query(query)
+            check_query(query, API_KEY_FIELDS)
     else:
         if node.body.get("script") is not None:
             raise illegal_argument(f"Unsupported script value source for [{node.name}] agg")
@@ -302,7 +303,7 @@ def _field_of(body: Mapping[str, Any]) -> Field:
     name = body.get("field")
     if name is None:
         raise illegal_argument("Required one of fields [field, script], but none were specified.")
-    return translate(str(name))
+    return API_KEY_FIELDS.translate(str(name))
 
 
 def _sources(node: AggNode) -> list[tuple[str, str, Mapping[str, Any]]]:
@@ -349,15 +350,15 @@ def _check_composite(node: AggNode) -> None:
 
 @dataclass(slots=True)
 class _Ctx:
-    index: KeyIndex
+    index: SearchIndex
     now_ms: int
     typed_keys: bool
 
 
 def compute_aggs(
     nodes: Sequence[AggNode],
-    docs: Sequence[QueryDoc],
-    index: KeyIndex,
+    docs: Sequence[Doc],
+    index: SearchIndex,
     now_ms: int,
     *,
     typed_keys: bool = False,
@@ -370,7 +371,7 @@ def compute_aggs(
     return _compute(nodes, docs, _Ctx(index, now_ms, typed_keys))
 
 
-def _compute(nodes: Sequence[AggNode], docs: Sequence[QueryDoc], ctx: _Ctx) -> dict[str, Any]:
+def _compute(nodes: Sequence[AggNode], docs: Sequence[Doc], ctx: _Ctx) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for node in nodes:
         if node.subs and node.type in _METRICS:
@@ -384,7 +385,7 @@ def _compute(nodes: Sequence[AggNode], docs: Sequence[QueryDoc], ctx: _Ctx) -> d
     return out
 
 
-def _values(fld: Field, doc: QueryDoc, ctx: _Ctx, missing: Value | None) -> tuple[Value, ...]:
+def _values(fld: Field, doc: Doc, ctx: _Ctx, missing: Value | None) -> tuple[Value, ...]:
     values = fld.values(doc, ctx.index)
     if not values and missing is not None:
         return (missing,)
@@ -404,7 +405,7 @@ def _missing_value(fld: Field, raw: Any, ctx: _Ctx) -> Value | None:
 
 
 def _with_subs(
-    node: AggNode, bucket: dict[str, Any], docs: Sequence[QueryDoc], ctx: _Ctx
+    node: AggNode, bucket: dict[str, Any], docs: Sequence[Doc], ctx: _Ctx
 ) -> dict[str, Any]:
     if node.subs:
         bucket.update(_compute(node.subs, docs, ctx))
@@ -419,12 +420,12 @@ def _key_fields(fld: Field, value: Value, fmt: str | None) -> dict[str, Any]:
     return {"key": value}
 
 
-def _terms(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _terms(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     body = node.body
     fld = _field_of(body)
     missing = _missing_value(fld, body.get("missing"), ctx)
     accept = _include_exclude(body.get("include"), body.get("exclude"))
-    groups: dict[Value, list[QueryDoc]] = {}
+    groups: dict[Value, list[Doc]] = {}
     for doc in docs:
         for value in set(_values(fld, doc, ctx, missing)):
             if accept(value):
@@ -447,7 +448,7 @@ def _terms(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str
     return result, "sterms" if fld.kind == "keyword" else "lterms"
 
 
-def _terms_order(body: Mapping[str, Any]) -> Callable[[tuple[Value, list[QueryDoc]]], Any]:
+def _terms_order(body: Mapping[str, Any]) -> Callable[[tuple[Value, list[Doc]]], Any]:
     raw = body.get("order", {"_count": "desc"})
     items = raw if isinstance(raw, list) else [raw]
     criteria: list[tuple[str, bool]] = []
@@ -465,7 +466,7 @@ def _terms_order(body: Mapping[str, Any]) -> Callable[[tuple[Value, list[QueryDo
     if not any(path == "_key" for path, _ in criteria):
         criteria.append(("_key", False))
 
-    def key(item: tuple[Value, list[QueryDoc]]) -> tuple[Any, ...]:
+    def key(item: tuple[Value, list[Doc]]) -> tuple[Any, ...]:
         value, docs = item
         parts: list[Any] = []
         for path, desc in criteria:
@@ -506,33 +507,33 @@ def _include_exclude(include: Any, exclude: Any) -> Callable[[Value], bool]:
     return lambda v: inc(_text(v)) and not exc(_text(v))
 
 
-def _cardinality(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _cardinality(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     fld = _field_of(node.body)
     missing = _missing_value(fld, node.body.get("missing"), ctx)
     seen = {v for doc in docs for v in _values(fld, doc, ctx, missing)}
     return {"value": len(seen)}, "cardinality"
 
 
-def _value_count(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _value_count(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     fld = _field_of(node.body)
     missing = _missing_value(fld, node.body.get("missing"), ctx)
     total = sum(len(set(_values(fld, doc, ctx, missing))) for doc in docs)
     return {"value": total}, "value_count"
 
 
-def _missing(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _missing(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     fld = _field_of(node.body)
     hits = [d for d in docs if not fld.values(d, ctx.index)]
     return _with_subs(node, {"doc_count": len(hits)}, hits, ctx), "missing"
 
 
-def _filter(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _filter(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     pred = compile_query(node.query, ctx.index, ctx.now_ms).pred
     hits = [d for d in docs if pred(d)]
     return _with_subs(node, {"doc_count": len(hits)}, hits, ctx), "filter"
 
 
-def _filters(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _filters(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     body = node.body
     other_key = body.get("other_bucket_key")
     other = bool(body.get("other_bucket", False)) or other_key is not None
@@ -583,7 +584,7 @@ def _range_bound(
     )
 
 
-def _ranges(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _ranges(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     body = node.body
     fld = _field_of(body)
     is_date = node.type == "date_range"
@@ -634,7 +635,7 @@ def _range_key(r: _Range, fld: Field) -> str:
 
 
 def _range_bucket(
-    node: AggNode, r: _Range, hits: list[QueryDoc], ctx: _Ctx, fld: Field
+    node: AggNode, r: _Range, hits: list[Doc], ctx: _Ctx, fld: Field
 ) -> dict[str, Any]:
     bucket: dict[str, Any] = {}
     if not node.body.get("keyed", False):
@@ -676,7 +677,7 @@ def _composite_order(src: _Source, value: Any) -> tuple[int, Any]:
     return (1, -int(value) if src.desc else int(value))
 
 
-def _composite(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
+def _composite(node: AggNode, docs: Sequence[Doc], ctx: _Ctx) -> tuple[dict[str, Any], str]:
     sources: list[_Source] = []
     for name, _, body in _sources(node):
         desc = str(body.get("order", "asc")).lower() == "desc"
@@ -685,7 +686,7 @@ def _composite(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict
         sources.append(
             _Source(name, _field_of(body), desc, bool(body.get("missing_bucket", False)), first)
         )
-    groups: dict[tuple[Any, ...], list[QueryDoc]] = {}
+    groups: dict[tuple[Any, ...], list[Doc]] = {}
     for doc in docs:
         for combo in _combinations(sources, doc, ctx):
             groups.setdefault(combo, []).append(doc)
@@ -719,7 +720,7 @@ def _composite(node: AggNode, docs: Sequence[QueryDoc], ctx: _Ctx) -> tuple[dict
     return result, "composite"
 
 
-def _combinations(sources: list[_Source], doc: QueryDoc, ctx: _Ctx) -> list[tuple[Any, ...]]:
+def _combinations(sources: list[_Source], doc: Doc, ctx: _Ctx) -> list[tuple[Any, ...]]:
     combos: list[tuple[Any, ...]] = [()]
     for src in sources:
         values = [_composite_value(src, v) for v in src.field.values(doc, ctx.index)]
@@ -761,7 +762,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-_Computer = Callable[[AggNode, Sequence[QueryDoc], _Ctx], tuple[dict[str, Any], str]]
+_Computer = Callable[[AggNode, Sequence[Doc], _Ctx], tuple[dict[str, Any], str]]
 _COMPUTERS: dict[str, _Computer] = {
     "terms": _terms,
     "range": _ranges,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotator.sandbox.query_errors import (
     illegal_argument,
@@ -14,6 +14,9 @@ from rotator.sandbox.query_errors import (
     x_content,
 )
 from rotator.sandbox.roles import token as token_name
+
+if TYPE_CHECKING:
+    from rotator.sandbox.query_fields import FieldSet
 
 __all__ = [
     "KNOWN_QUERIES",
@@ -599,18 +602,16 @@ _PARSERS = {
 }
 
 
-def check_query(node: QNode) -> None:
+def check_query(node: QNode, fields: FieldSet) -> None:
     """Refuse what ``FieldNameTranslators.translateQueryBuilderFields`` refuses.
 
     Raises:
         QueryError: ``illegal_argument_exception`` for unsupported query types, terms lookups,
             range relations and fields that may not be queried.
     """
-    from rotator.sandbox.query_fields import translate
-
     if isinstance(node, QBool):
         for clause in (*node.must, *node.should, *node.must_not, *node.filter):
-            check_query(clause)
+            check_query(clause, fields)
     elif isinstance(node, QOther):
         raise illegal_argument(
             f"Query type [{node.name}] is not currently supported in this context"
@@ -624,4 +625,4 @@ def check_query(node: QNode) -> None:
             "range query with relation is not currently supported in this context"
         )
     elif isinstance(node, QTerm | QTerms | QPrefix | QWildcard | QExists | QRange | QMatch):
-        translate(node.field)
+        fields.translate(node.field)

@@ -7,7 +7,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rotator.sandbox.keyindex import KeyIndex, QueryDoc
+from rotator.sandbox.docindex import SearchIndex
+from rotator.sandbox.keyindex import Doc
 from rotator.sandbox.query_dates import parse_date, parse_zone
 from rotator.sandbox.query_dsl import (
     QBool,
@@ -24,19 +25,19 @@ from rotator.sandbox.query_dsl import (
     QWildcard,
 )
 from rotator.sandbox.query_errors import QueryError, illegal_argument, query_shard
-from rotator.sandbox.query_fields import Field, Value, translate, translate_pattern
+from rotator.sandbox.query_fields import Field, Value
 from rotator.sandbox.query_sqs import SAll, SBool, SNode, SNot, STerm, parse_simple
 
 __all__ = ["Hint", "Matcher", "Pred", "compile_query", "min_should_match"]
 
-Pred = Callable[[QueryDoc], bool]
+Pred = Callable[[Doc], bool]
 
 
-def _all(_: QueryDoc) -> bool:
+def _all(_: Doc) -> bool:
     return True
 
 
-def _none(_: QueryDoc) -> bool:
+def _none(_: Doc) -> bool:
     return False
 
 
@@ -74,8 +75,9 @@ _NOTHING = Matcher(_none, Hint("creation", 1, 0), True)
 
 
 class _Compiler:
-    def __init__(self, index: KeyIndex, now_ms: int) -> None:
+    def __init__(self, index: SearchIndex, now_ms: int) -> None:
         self.index = index
+        self.fields = index.fields
         self.now_ms = now_ms
         self.resolved: list[int] = []
 
@@ -88,15 +90,17 @@ class _Compiler:
             ids = frozenset(node.values)
             return Matcher(lambda d: d.id in ids)
         if isinstance(node, QTerm):
-            return self.term(translate(node.field), node.value, node.case_insensitive)
+            return self.term(self.fields.translate(node.field), node.value, node.case_insensitive)
         if isinstance(node, QTerms):
-            return self.terms(translate(node.field), node.values)
+            return self.terms(self.fields.translate(node.field), node.values)
         if isinstance(node, QPrefix):
-            return self.prefix(translate(node.field), node.value, node.case_insensitive)
+            return self.prefix(self.fields.translate(node.field), node.value, node.case_insensitive)
         if isinstance(node, QWildcard):
-            return self.wildcard(translate(node.field), node.value, node.case_insensitive)
+            return self.wildcard(
+                self.fields.translate(node.field), node.value, node.case_insensitive
+            )
         if isinstance(node, QExists):
-            return self.exists(translate(node.field))
+            return self.exists(self.fields.translate(node.field))
         if isinstance(node, QRange):
             return self.range_(node)
         if isinstance(node, QMatch):
@@ -112,7 +116,7 @@ class _Compiler:
         if single is not None:
             getter = single
 
-            def pred(d: QueryDoc) -> bool:
+            def pred(d: Doc) -> bool:
                 v = getter(d)
                 return v is not None and test(v)
 
@@ -128,7 +132,7 @@ class _Compiler:
         return lambda d: get(d) == wanted
 
     def exists(self, field: Field) -> Matcher:
-        if field.name in ("creation", "type", "invalidated", "username", "realm_name"):
+        if field.always:
             return _EVERYTHING
         if field.ordered:
             return Matcher(
@@ -137,12 +141,12 @@ class _Compiler:
         return Matcher(self.on_values(field, lambda _: True))
 
     def term(self, field: Field, value: object, case_insensitive: bool = False) -> Matcher:
-        if field.kind == "keyword":
+        if field.kind in ("keyword", "text"):
             text = _keyword(value)
             if case_insensitive:
                 low = text.lower()
                 return Matcher(self.on_values(field, lambda v: str(v).lower() == low))
-            hint = Hint("name", text, text) if field.name == "name" else None
+            hint = Hint(field.name, text, text) if field.ordered else None
             return Matcher(self.equals(field, text), hint, hint is not None)
         if field.kind == "boolean":
             return Matcher(self.equals(field, _boolean(value)))
@@ -153,7 +157,7 @@ class _Compiler:
     def terms(self, field: Field, values: Sequence[object]) -> Matcher:
         if not values:
             return _NOTHING
-        if field.kind == "keyword":
+        if field.kind in ("keyword", "text"):
             wanted: frozenset[Value] = frozenset(_keyword(v) for v in values)
         elif field.kind == "boolean":
             wanted = frozenset(_boolean(v) for v in values)
@@ -178,18 +182,18 @@ class _Compiler:
         if getter is not None:
             get = getter
 
-            def pred(d: QueryDoc) -> bool:
+            def pred(d: Doc) -> bool:
                 v = get(d)
                 return v is not None and lo_v <= v <= hi_v  # type: ignore[operator]
 
         else:
             pred = self.on_values(field, lambda v: lo_v <= v <= hi_v)  # type: ignore[operator,assignment]
-        if field.name in ("creation", "expiration"):
+        if field.ordered:
             return Matcher(pred, Hint(field.name, lo, hi), True)
         return Matcher(pred)
 
     def _text_only(self, field: Field, kind: str) -> None:
-        if field.kind != "keyword":
+        if field.kind not in ("keyword", "text"):
             raise query_shard(
                 f"Can only use {kind} queries on keyword, text and wildcard fields - not on "
                 f"[{field.index_name}] which is of type [{field.type_name}]"
@@ -200,7 +204,7 @@ class _Compiler:
         if case_insensitive:
             low = value.lower()
             return Matcher(self.on_values(field, lambda v: str(v).lower().startswith(low)))
-        hint = Hint("name", value, None) if field.name == "name" else None
+        hint = Hint(field.name, value, None) if field.ordered else None
         return Matcher(self.on_values(field, lambda v: str(v).startswith(value)), hint)
 
     def wildcard(self, field: Field, value: str, case_insensitive: bool) -> Matcher:
@@ -209,7 +213,7 @@ class _Compiler:
         return Matcher(self.on_values(field, lambda v: regex.fullmatch(str(v)) is not None))
 
     def fuzzy(self, field: Field, value: str, edits: int) -> Matcher:
-        if field.kind != "keyword":
+        if field.kind not in ("keyword", "text"):
             raise query_shard(
                 f"Can only use fuzzy queries on keyword and text fields - not on "
                 f"[{field.index_name}] which is of type [{field.type_name}]"
@@ -217,7 +221,7 @@ class _Compiler:
         return Matcher(self.on_values(field, lambda v: _osa(str(v), value) <= edits))
 
     def range_(self, node: QRange) -> Matcher:
-        field = translate(node.field)
+        field = self.fields.translate(node.field)
         if field.kind == "date":
             lo = hi = None
             if node.lower is not None:
@@ -255,13 +259,15 @@ class _Compiler:
             return not (hi is not None and (s > hi or (s == hi and not inc_hi)))
 
         pred = self.on_values(field, test)
-        if field.name == "name":
-            return Matcher(pred, Hint("name", lo, hi, inc_lo, inc_hi), True)
+        if field.ordered:
+            return Matcher(pred, Hint(field.name, lo, hi, inc_lo, inc_hi), True)
         return Matcher(pred)
 
     def match(self, node: QMatch) -> Matcher:
-        field = translate(node.field)
+        field = self.fields.translate(node.field)
         text = _keyword(node.query)
+        if field.analyzer is not None:
+            return self.analyzed(field, text, node.zero_terms_all)
         if field.kind == "keyword" and text == "":
             return _EVERYTHING if node.zero_terms_all else _NOTHING
         edits = _fuzziness(node.fuzziness, text) if field.kind == "keyword" else 0
@@ -281,7 +287,7 @@ class _Compiler:
         lenient = True if "*" in requested else bool(node.lenient)
         fields: dict[str, Field] = {}
         for name in requested:
-            for f in translate_pattern(name):
+            for f in self.fields.translate_pattern(name):
                 fields.setdefault(f.name, f)
         if not fields:
             return _NOTHING
@@ -333,7 +339,17 @@ class _Compiler:
             return self.prefix(field, term.text, False)
         if term.fuzziness:
             return self.fuzzy(field, term.text, term.fuzziness)
+        if field.analyzer is not None:
+            return self.analyzed(field, term.text, False)
         return self.term(field, term.text)
+
+    def analyzed(self, field: Field, text: str, zero_terms_all: bool) -> Matcher:
+        """Match a text field: the text's tokens, any of them (the ``or`` operator)."""
+        assert field.analyzer is not None
+        tokens = frozenset(field.analyzer(text))
+        if not tokens:
+            return _EVERYTHING if zero_terms_all else _NOTHING
+        return Matcher(self.on_values(field, lambda v: v in tokens))
 
     # -- bool -------------------------------------------------------------------------------
 
@@ -369,7 +385,7 @@ def _conjunction(
             first, second = required
             return lambda d: first(d) and second(d)
 
-    def pred(d: QueryDoc) -> bool:
+    def pred(d: Doc) -> bool:
         for p in required:
             if not p(d):
                 return False
@@ -500,7 +516,7 @@ def _osa(a: str, b: str) -> int:
     return rows[-1][-1]
 
 
-def compile_query(node: QNode | None, index: KeyIndex, now_ms: int) -> Matcher:
+def compile_query(node: QNode | None, index: SearchIndex, now_ms: int) -> Matcher:
     """Compile a checked query (``None`` meaning ``match_all``) against ``index``.
 
     Raises:

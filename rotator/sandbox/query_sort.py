@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from functools import total_ordering
 from typing import Any
 
-from rotator.sandbox.keyindex import KeyIndex, QueryDoc
+from rotator.sandbox.docindex import SearchIndex
+from rotator.sandbox.keyindex import Doc
 from rotator.sandbox.query_dates import format_date, parse_date
 from rotator.sandbox.query_dsl import token_name
 from rotator.sandbox.query_errors import (
@@ -16,7 +17,7 @@ from rotator.sandbox.query_errors import (
     query_shard,
     unknown_field,
 )
-from rotator.sandbox.query_fields import Field, Value, translate
+from rotator.sandbox.query_fields import Field, FieldSet, Value
 
 __all__ = ["LONG_MAX", "LONG_MIN", "SortKeys", "SortSpec", "check_sort", "parse_sort"]
 
@@ -88,7 +89,7 @@ def parse_sort(raw: Any) -> list[SortSpec]:
     return [_parse_one(item) for item in items]
 
 
-def check_sort(specs: Sequence[SortSpec]) -> None:
+def check_sort(specs: Sequence[SortSpec], fields: FieldSet) -> None:
     """Refuse what ``FieldNameTranslators.translateFieldSortBuilders`` refuses.
 
     Raises:
@@ -98,7 +99,7 @@ def check_sort(specs: Sequence[SortSpec]) -> None:
         if spec.nested:
             raise illegal_argument("nested sorting is not currently supported in this context")
         if spec.field != _DOC:
-            translate(spec.field)
+            fields.translate(spec.field, sort=True)
 
 
 @total_ordering
@@ -129,15 +130,15 @@ class _Column:
 
     spec: SortSpec
     field: Field | None
-    key: Callable[[QueryDoc], Component]
-    shown: Callable[[QueryDoc], Any]
+    key: Callable[[Doc], Component]
+    shown: Callable[[Doc], Any]
     after: Callable[[Any], Component]
 
 
 class SortKeys:
     """The compiled sort of a request: total order, ``_sort`` values and ``search_after``."""
 
-    def __init__(self, specs: Sequence[SortSpec], index: KeyIndex, now_ms: int) -> None:
+    def __init__(self, specs: Sequence[SortSpec], index: SearchIndex, now_ms: int) -> None:
         """Compile ``specs`` (already checked) for ``index``.
 
         Raises:
@@ -153,11 +154,11 @@ class SortKeys:
         """The first sort column, if any."""
         return self.columns[0] if self.columns else None
 
-    def key(self, doc: QueryDoc) -> tuple[Component, ...]:
+    def key(self, doc: Doc) -> tuple[Component, ...]:
         """Return the full ordering key of ``doc`` (ties broken by ``seq``)."""
         return (*(c.key(doc) for c in self.columns), doc.seq)
 
-    def values(self, doc: QueryDoc) -> list[Any]:
+    def values(self, doc: Doc) -> list[Any]:
         """Return the ``_sort`` values of ``doc``."""
         return [c.shown(doc) for c in self.columns]
 
@@ -180,7 +181,16 @@ class SortKeys:
     def _column(self, spec: SortSpec) -> _Column:
         if spec.field == _DOC:
             return self._doc_column(spec)
-        field = translate(spec.field)
+        field = self.index.fields.translate(spec.field, sort=True)
+        if field.kind == "text":
+            raise illegal_argument(
+                f"Fielddata is disabled on [{field.index_name}] in [.security-7]. Text fields are "
+                "not optimised for operations that require per-document field data like "
+                "aggregations and sorting, so these operations are disabled by default. Please use "
+                "a keyword field instead. Alternatively, set fielddata=true on "
+                f"[{field.index_name}] in order to load field data by uninverting the inverted "
+                "index. Note that this can use significant memory."
+            )
         if spec.format is not None and field.kind != "date":
             raise illegal_argument(
                 f"Field [{field.index_name}] of type [{field.type_name}] does not support custom "
@@ -218,7 +228,7 @@ class SortKeys:
         present_rank, missing_rank = (1, 0) if missing_first else (0, 1)
         desc = spec.descending
 
-        def raw(d: QueryDoc) -> str | None:
+        def raw(d: Doc) -> str | None:
             values = field.values(d, index)
             if values:
                 return str(pick(values))
@@ -246,11 +256,11 @@ class SortKeys:
         is_date = field.kind == "date"
         fmt = spec.format
 
-        def raw(d: QueryDoc) -> int:
+        def raw(d: Doc) -> int:
             values = field.values(d, index)
             return int(pick(values)) if values else sentinel
 
-        def shown(d: QueryDoc) -> Any:
+        def shown(d: Doc) -> Any:
             value = raw(d)
             return format_date(value, fmt) if is_date and fmt is not None else value
 
@@ -279,7 +289,7 @@ class SortKeys:
 
     def walk(
         self, after: tuple[Component, ...] | None, bounds: tuple[Any, Any] | None
-    ) -> Iterator[list[QueryDoc]]:
+    ) -> Iterator[list[Doc]]:
         """Yield groups of keys with equal primary value, in primary order.
 
         Only valid when the primary column is ``creation``, ``expiration`` or ``name`` with the
@@ -336,12 +346,12 @@ class SortKeys:
             return _SKIP_PRESENT
         return raw
 
-    def _present(self, name: str, lo: Any, hi: Any, desc: bool) -> Iterator[QueryDoc]:
+    def _present(self, name: str, lo: Any, hi: Any, desc: bool) -> Iterator[Doc]:
         if name == "name":
             return self.index.name_range(lo, hi, reverse=desc)
         return self.index.date_range(name, lo, hi, reverse=desc)
 
-    def _missing_group(self, name: str) -> Iterator[list[QueryDoc]]:
+    def _missing_group(self, name: str) -> Iterator[list[Doc]]:
         group = list(self.index.missing(name))
         if group:
             yield group
@@ -351,10 +361,10 @@ _SKIP_PRESENT = object()
 
 
 def _groups(
-    docs: Iterator[QueryDoc], getter: Callable[[QueryDoc], Value | None] | None
-) -> Iterator[list[QueryDoc]]:
+    docs: Iterator[Doc], getter: Callable[[Doc], Value | None] | None
+) -> Iterator[list[Doc]]:
     assert getter is not None
-    group: list[QueryDoc] = []
+    group: list[Doc] = []
     current: Value | None = None
     for doc in docs:
         value = getter(doc)
