@@ -59,7 +59,7 @@ _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+):([^/\s@]+)@")
 _KEY_VALUE = re.compile(
     r"(?i)([\"']?\b(?:[\w-]*(?:password|passwd|secret|token|api_key|apikey)|encoded|"
     r"authorization|pwd|pw)[\"']?\s*[:=]\s*)"
-    r"(?!(?:ApiKey|Basic|Bearer)\s)(\"[^\"]*\"|'[^']*'|[^\s,;}\]&]+)"
+    r"(?!(?:ApiKey|Basic|Bearer)\s|\[REDACTED\])(\"[^\"]*\"|'[^']*'|[^\s,;}\]&]+)"
 )
 # An Elasticsearch API key id (20 chars) and secret (22 chars), joined by a colon.
 _ID_SECRET = re.compile(r"\b([A-Za-z0-9_-]{20}):([A-Za-z0-9_-]{22})\b")
@@ -205,9 +205,12 @@ def _level_name(_logger: WrappedLogger, method: str, event_dict: EventDict) -> E
 
 # --- setup ---------------------------------------------------------------------------------------
 
+# The lowest level each library logs at unless rotator runs at debug level. The Elasticsearch
+# client warns on every retry and node failure, with a traceback each; rotator reports the
+# outcome of the request itself in one line, so those warnings show only at debug level.
 _LIBRARY_LEVELS = {
-    "elastic_transport": logging.WARNING,
-    "elasticsearch": logging.WARNING,
+    "elastic_transport": logging.ERROR,
+    "elasticsearch": logging.ERROR,
     "urllib3": logging.WARNING,
     "sqlalchemy": logging.WARNING,
     "alembic": logging.WARNING,
@@ -233,7 +236,8 @@ def configure(
     stream = stream if stream is not None else sys.stderr
     numeric = logging.getLevelName(level.upper())
     use_json = fmt == "json" or (fmt == "auto" and not _isatty(stream))
-    pre_chain = _pre_chain(clock or SystemClock())
+    debug = numeric == logging.DEBUG
+    pre_chain = _pre_chain(clock or SystemClock(), debug)
     renderer: list[Processor] = (
         [to_ecs, structlog.processors.JSONRenderer(sort_keys=False, default=str)]
         if use_json
@@ -265,16 +269,53 @@ def configure(
     )
 
 
-def _pre_chain(clock: Clock) -> list[Processor]:
+def _pre_chain(clock: Clock, debug: bool) -> list[Processor]:
     return [
         structlog.stdlib.add_logger_name,
         _level_name,
         structlog.stdlib.PositionalArgumentsFormatter(),
         _timestamper(clock),
+        _traceback_only_at_debug(debug),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
         structlog.processors.UnicodeDecoder(),
     ]
+
+
+def _traceback_only_at_debug(debug: bool) -> Processor:
+    """Below debug level an exception becomes one ``error`` field; the traceback is dropped."""
+
+    def one_line(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+        if debug or not event_dict.get("exc_info"):
+            return event_dict
+        exc = _exception_of(event_dict.pop("exc_info"))
+        event_dict.pop("stack_info", None)
+        if exc is not None and "error" not in event_dict:
+            event_dict["error"] = one_line_error(exc)
+        return event_dict
+
+    return one_line
+
+
+def _exception_of(exc_info: Any) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        value = exc_info[1]
+        return value if isinstance(value, BaseException) else None
+    return sys.exc_info()[1]
+
+
+def one_line_error(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters, for one log line."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= limit else f"{line[:limit]}..."
+
+
+def debug_enabled() -> bool:
+    """Whether rotator logs at debug level (tracebacks are shown only then)."""
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 def _isatty(stream: IO[str]) -> bool:

@@ -173,3 +173,52 @@ def test_ordinary_base64_is_not_redacted() -> None:
 def test_references_in_text_are_kept() -> None:
     text = "configure password_env=ES_PW and token_count=3"
     assert log.redact_text(text) == text
+
+
+def _transport_warning_with_traceback() -> None:
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError:
+        logging.getLogger("elastic_transport.transport").warning(
+            "Retrying request after failure (attempt 0 of 3)", exc_info=True
+        )
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_client_retry_warnings_stay_out_below_debug(level: str) -> None:
+    out = io.StringIO()
+    log.configure(level=level, fmt="json", stream=out, clock=ManualClock(NOW))
+    _transport_warning_with_traceback()
+    logging.getLogger("elasticsearch").warning("node failed")
+    assert out.getvalue() == ""
+
+
+def test_client_retry_warnings_and_tracebacks_show_at_debug() -> None:
+    out = io.StringIO()
+    log.configure(level="debug", fmt="json", stream=out, clock=ManualClock(NOW))
+    _transport_warning_with_traceback()
+    [event] = lines(out)
+    assert event["message"] == "Retrying request after failure (attempt 0 of 3)"
+    assert "Traceback" in str(event["error.stack_trace"])
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_an_error_with_an_exception_is_one_line_below_debug(fmt: str) -> None:
+    out = io.StringIO()
+    log.configure(level="info", fmt=fmt, stream=out, clock=ManualClock(NOW))
+    try:
+        raise ValueError(f"bad value\nsecond line with {PASSWORD}")
+    except ValueError:
+        log.get_logger("rotator.x").error("step_failed", exc_info=True)
+        logging.getLogger("some.library").error("library failed", exc_info=True)
+    text = out.getvalue()
+    assert len(text.splitlines()) == 2, text
+    assert "Traceback" not in text
+    assert "ValueError: bad value" in text
+    assert_clean(text)
+
+
+def test_redacting_twice_changes_nothing_more() -> None:
+    once = log.redact_text(f"near password={PASSWORD} and token: {PASSWORD}")
+    assert once == "near password=[REDACTED] and token: [REDACTED]"
+    assert log.redact_text(once) == once
