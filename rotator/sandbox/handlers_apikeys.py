@@ -20,6 +20,7 @@ from rotator.sandbox.authn import (
 from rotator.sandbox.errors import EsError, not_found, validation_failed
 from rotator.sandbox.http import Call, Response, Router, requested_compat
 from rotator.sandbox.query import QueryError, QueryResult, Visible, execute_query
+from rotator.sandbox.query_locate import locate
 from rotator.sandbox.roles import (
     RoleDescriptor,
     parse_role_descriptor,
@@ -722,12 +723,13 @@ def query_api_keys(call: Call) -> Response:
             security.key_index, body, visible=visible, now_ms=call.now_ms, typed_keys=typed_keys
         )
     except QueryError as exc:
-        raise query_error(exc) from None
+        raise query_error(exc, call.request.body, body) from None
     return Response(body=_query_response(security, result, with_limited_by))
 
 
-def query_error(exc: QueryError) -> EsError:
-    """The engine's error as the EsError the server renders."""
+def query_error(exc: QueryError, text: bytes, body: Any) -> EsError:
+    """The engine's error as the EsError the server renders, positioned in the request text."""
+    locate(exc, text.decode("utf-8", "replace"), body)
     body = exc.error_body()
     return EsError(
         exc.status,

@@ -34,7 +34,7 @@ def _run(call: Call, index: DocIndex, payload: str) -> QueryResult:
     try:
         return execute_query(index, body, now_ms=call.now_ms, payload=payload, aggs=False)
     except QueryError as exc:
-        raise query_error(exc) from None
+        raise query_error(exc, call.request.body, body) from None
 
 
 def _item(doc_json: dict[str, Any], sort_values: list[Any] | None) -> dict[str, Any]:

@@ -161,15 +161,16 @@ def parse_request(
     fields = _BODY_FIELDS if aggs else _PLAIN_FIELDS
     for name, value in body.items():
         if name not in fields:
-            raise unknown_field(payload, name, fields)
+            raise unknown_field(payload, name, fields, where=(body, name, "key"))
         try:
             _parse_field(name, value, request, payload, fields)
         except QueryError as error:
             if error.error_type == "x_content_parse_exception" and error.reason.startswith(
                 (f"[{payload}]", f"Failed to build [{payload}]")
             ):
+                error.where = error.where or (body, name, "value")
                 raise
-            raise failed_to_parse_field(payload, name, error) from None
+            raise failed_to_parse_field(payload, name, error, where=(body, name, "value")) from None
     return request
 
 

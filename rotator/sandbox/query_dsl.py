@@ -264,11 +264,16 @@ def parse_query(obj: Any) -> QNode:
     items = list(obj.items())
     name, body = items[0]
     if not isinstance(body, Mapping):
-        raise parsing(f"[{name}] query malformed, no start_object after query name")
+        raise parsing(
+            f"[{name}] query malformed, no start_object after query name",
+            where=(obj, name, "value"),
+        )
     parser = _PARSERS.get(name)
     if parser is None:
         if name not in KNOWN_QUERIES:
-            raise parsing(f"unknown query [{name}]{suggest(name, KNOWN_QUERIES)}")
+            raise parsing(
+                f"unknown query [{name}]{suggest(name, KNOWN_QUERIES)}", where=(obj, name, "value")
+            )
         node: QNode = QOther(name)
     else:
         node = parser(body)
@@ -300,7 +305,7 @@ def _options(query: str, value: Any, allowed: dict[str, str], shorthand: str) ->
     for key, item in value.items():
         canonical = allowed.get(key)
         if canonical is None or not (_is_value(item) or canonical == "_object"):
-            raise parsing(f"[{query}] query does not support [{key}]")
+            raise parsing(f"[{query}] query does not support [{key}]", where=(value, key, "value"))
         out[canonical] = item
     return out
 
@@ -570,14 +575,16 @@ def _parse_bool(body: Mapping[str, Any]) -> QNode:
             items = value if isinstance(value, list) else [value]
             for item in items:
                 if not isinstance(item, Mapping):
-                    raise parsing(f"[bool] query does not support [{key}]")
+                    raise parsing(
+                        f"[bool] query does not support [{key}]", where=(body, key, "value")
+                    )
                 clauses[key].append(parse_query(item))
         elif key == "minimum_should_match" and _is_value(value):
             msm = None if value is None else _text(value)
         elif key in ("boost", "_name", "adjust_pure_negative") and _is_value(value):
             continue
         else:
-            raise parsing(f"[bool] query does not support [{key}]")
+            raise parsing(f"[bool] query does not support [{key}]", where=(body, key, "value"))
     return QBool(
         tuple(clauses["must"]),
         tuple(clauses["filter"]),

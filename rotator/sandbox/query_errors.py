@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "PAYLOAD",
     "QueryError",
+    "Where",
     "action_validation",
     "failed_to_parse_field",
     "illegal_argument",
@@ -22,6 +23,8 @@ __all__ = [
 
 #: The name of the REST body parser, as it appears in its error messages.
 PAYLOAD = "query_api_key_request_payload"
+#: Where a parse error points: the parsed object, one of its keys, and ``"key"`` or ``"value"``.
+Where = tuple[Any, str, Literal["key", "value"]]
 
 
 class QueryError(Exception):
@@ -30,12 +33,16 @@ class QueryError(Exception):
     Attributes:
         status: The HTTP status.
         error_type: The ``error.type`` (e.g. ``parsing_exception``).
-        reason: The ``error.reason``. Parser errors omit the ``[line:col] `` prefix Elasticsearch
-            puts in front, since the engine sees a parsed body, not its text.
+        reason: The ``error.reason``. The engine sees a parsed body, not its text: parser errors
+            carry ``where`` instead, and ``query_locate.locate`` later adds the position
+            Elasticsearch reports (a ``[line:col] `` prefix, or ``line``/``col`` fields).
         caused_by: The wrapped cause, rendered as ``caused_by``.
         native: Whether Elasticsearch models this as an ``ElasticsearchException`` (which decides
             what ``root_cause`` shows).
         extra: More fields of the error object (e.g. ``phase`` and ``grouped``).
+        where: The token the error is about: ``(container, key, part)`` with ``container`` the
+            parsed JSON object holding ``key`` and ``part`` ``"key"`` (the field name) or
+            ``"value"``; ``None`` when unknown.
     """
 
     def __init__(
@@ -47,6 +54,7 @@ class QueryError(Exception):
         caused_by: QueryError | None = None,
         native: bool = True,
         extra: dict[str, Any] | None = None,
+        where: Where | None = None,
     ) -> None:
         """Create the error; see the class attributes."""
         super().__init__(f"{error_type}: {reason}")
@@ -56,6 +64,7 @@ class QueryError(Exception):
         self.caused_by = caused_by
         self.native = native
         self.extra = dict(extra or {})
+        self.where = where
 
     def root_causes(self) -> list[QueryError]:
         """Return what Elasticsearch lists as ``root_cause``: the deepest native cause."""
@@ -94,19 +103,31 @@ def illegal_argument(reason: str, cause: QueryError | None = None) -> QueryError
     return QueryError(400, "illegal_argument_exception", reason, caused_by=cause, native=False)
 
 
-def parsing(reason: str, cause: QueryError | None = None) -> QueryError:
+def parsing(
+    reason: str, cause: QueryError | None = None, *, where: Where | None = None
+) -> QueryError:
     """Return a 400 ``parsing_exception`` (the query DSL parser's error)."""
-    return QueryError(400, "parsing_exception", reason, caused_by=cause)
+    return QueryError(400, "parsing_exception", reason, caused_by=cause, where=where)
 
 
-def x_content(reason: str, cause: QueryError | None = None) -> QueryError:
+def x_content(
+    reason: str, cause: QueryError | None = None, *, where: Where | None = None
+) -> QueryError:
     """Return a 400 ``x_content_parse_exception`` (the object parsers' error)."""
-    return QueryError(400, "x_content_parse_exception", reason, caused_by=cause, native=False)
+    return QueryError(
+        400, "x_content_parse_exception", reason, caused_by=cause, native=False, where=where
+    )
 
 
-def failed_to_parse_field(parser: str, field: str, cause: QueryError) -> QueryError:
-    """Return the wrapper an object parser puts around an error in one of its fields."""
-    return x_content(f"[{parser}] failed to parse field [{field}]", cause)
+def failed_to_parse_field(
+    parser: str, field: str, cause: QueryError, *, where: Where | None = None
+) -> QueryError:
+    """Return the wrapper an object parser puts around an error in one of its fields.
+
+    Elasticsearch places it at the parser's current token, which is where the wrapped error
+    stopped the parser: ``query_locate`` uses the cause's position when it has one.
+    """
+    return x_content(f"[{parser}] failed to parse field [{field}]", cause, where=where)
 
 
 def parse_exception(reason: str) -> QueryError:
@@ -174,6 +195,8 @@ def suggest(unknown: str, candidates: Iterable[str]) -> str:
     return f" did you mean any of [{', '.join(keys)}]?"
 
 
-def unknown_field(parser: str, field: str, candidates: Iterable[str]) -> QueryError:
+def unknown_field(
+    parser: str, field: str, candidates: Iterable[str], *, where: Where | None = None
+) -> QueryError:
     """Return an object parser's ``unknown field`` error, with its suggestion."""
-    return x_content(f"[{parser}] unknown field [{field}]{suggest(field, candidates)}")
+    return x_content(f"[{parser}] unknown field [{field}]{suggest(field, candidates)}", where=where)
