@@ -17,7 +17,13 @@ from typing import Any, TextIO
 
 from rotator import __version__
 from rotator.config import Config, load_config, validate_config
-from rotator.errors import ConfigError, NotImplementedYet, RotatorError, UsageError
+from rotator.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    NotImplementedYet,
+    RotatorError,
+    UsageError,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -38,6 +44,7 @@ class Context:
     config_path: Path | None
     log_level: str | None = None
     log_format: str | None = None
+    config: Config | None = None
 
     def load(self) -> Config:
         """Load and validate the selected config (or the embedded defaults when none).
@@ -56,6 +63,7 @@ class Context:
         log.configure(
             level=self.log_level or config.log.level, fmt=self.log_format or config.log.format
         )
+        self.config = config
         return config
 
     def emit(self, line: str = "") -> None:
@@ -74,8 +82,13 @@ def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
     """Validate a config file and print every problem, or a one-line summary."""
     path = Path(args.path) if args.path else ctx.config_path
     label = str(path) if path is not None else "(embedded defaults)"
+    references = not args.skip_secrets
     try:
-        config = load_config(path) if path is not None else validate_config({}, label)
+        config = (
+            load_config(path, references=references)
+            if path is not None
+            else validate_config({}, label, references=references)
+        )
     except ConfigError as exc:
         if args.output == "json":
             ctx.emit_json({"file": label, "valid": False, "problems": _split(exc.problems)})
@@ -139,8 +152,16 @@ def cmd_db_current(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit(f"store:   {db.redacted_url(engine.url)}")
         ctx.emit(f"current: {status.current or '(no schema)'}")
         ctx.emit(f"head:    {status.head}")
-        ctx.emit(f"state:   {state}" + ("" if status.is_current else " (run `rotator db upgrade`)"))
-    return EXIT_OK
+        ctx.emit(f"state:   {state}" + ("" if status.is_current else f" ({_fix(status)})"))
+    if not status.is_current:
+        print(f"rotator: the store's schema is {state}: {_fix(status)}", file=ctx.stderr)
+    return EXIT_OK if status.is_current else EXIT_USAGE
+
+
+def _fix(status: Any) -> str:
+    if status.is_unknown:
+        return "a newer rotator migrated it: run that version"
+    return "run `rotator db upgrade`"
 
 
 def cmd_sandbox_serve(args: argparse.Namespace, ctx: Context) -> int:
@@ -261,11 +282,13 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Show each source's current key, its times, state, last rotation and failures."""
     from rotator import commands
     from rotator.app import open_current_store
+    from rotator.store import db
 
     config = ctx.load()
     engine = open_current_store(config)
     try:
-        entries = commands.status(engine, config)
+        # Reads only: never waits behind a rotation that holds the store's write lock.
+        entries = commands.status(db.read_only(engine), config)
     finally:
         engine.dispose()
     if args.output == "json":
@@ -342,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = verb("check-config", cmd_check_config, "validate a config file and list every problem")
     check.add_argument("path", nargs="?", help="the file to check (default: the selected config)")
+    check.add_argument(
+        "--skip-secrets",
+        action="store_true",
+        help="do not check the secrets the config references (that each *_env variable is set "
+        "and each *_file is a readable file not every user may read); for checking a config "
+        "where its secrets are not present",
+    )
     _add_output(check)
 
     db = verbs.add_parser(
@@ -355,7 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(cur)
     cur.set_defaults(handler=cmd_db_current, verb_name="db current")
 
-    verb("run", not_yet("the scheduler service"), "run the daemon: all jobs on their schedules")
+    verb(
+        "run",
+        not_yet("the scheduler service"),
+        "run the daemon: all jobs on their schedules (not in this version)",
+    )
     once = verb("once", cmd_once, "run the jobs once and exit (0 ok, 1 some actions failed)")
     once.add_argument("job", nargs="?", choices=("provision", "rotate", "all"), default="all")
     _add_output(once)
@@ -367,10 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--all", action="store_true", help="rotate every source")
     rotate.add_argument("--dry-run", action="store_true", help="show what would happen")
     _add_output(rotate)
-    _add_output(verb("keys", not_yet("the managed-key inventory"), "list tracked managed keys"))
-    purge = verb("purge", not_yet("bulk invalidation"), "invalidate expired keys in bulk")
+    _add_output(
+        verb(
+            "keys",
+            not_yet("the managed-key inventory"),
+            "list tracked managed keys (not in this version)",
+        )
+    )
+    purge = verb(
+        "purge",
+        not_yet("bulk invalidation"),
+        "invalidate expired keys in bulk (not in this version)",
+    )
     purge.add_argument("--dry-run", action="store_true", help="list what would be invalidated")
-    audit = verb("audit", not_yet("the audit trail"), "read and verify the audit trail")
+    audit = verb(
+        "audit",
+        not_yet("the audit trail reader"),
+        "read and verify the audit trail (not in this version)",
+    )
     _add_output(audit)
     audit.add_argument("--verify", action="store_true", help="check the hash chain")
     sandbox = verbs.add_parser(
@@ -406,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="provision, rotate and retire keys against an in-process sandbox",
         description="Start an in-process sandbox, create a rotator user with only the role the "
-        "README recommends, provision the sources of config/sandbox.yaml into a temporary "
+        "README recommends, provision the sources of rotator/demo.yaml into a temporary "
         "directory, move both clocks past renewal and past the overlap, and print each step.",
     )
     demo.add_argument("--version", default="8.17.4", help="Elasticsearch version to emulate")
@@ -457,12 +505,61 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=ctx.stderr)
         print(f"rotator: {exc.source}: invalid configuration, nothing was done", file=ctx.stderr)
         return EXIT_USAGE
-    except UsageError as exc:
-        print(f"rotator: {exc.message}", file=ctx.stderr)
-        return EXIT_USAGE
+    except AuthenticationFailed as exc:
+        _report(ctx, f"{exc.message}; {_credentials_used(ctx.config)}")
+        return exc.exit_code
     except RotatorError as exc:
-        print(f"rotator: {exc.message}", file=ctx.stderr)
+        _report(ctx, exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rotator: interrupted", file=ctx.stderr)
         return 130
+    except Exception as exc:
+        return _unexpected(ctx, exc)
+
+
+def _report(ctx: Context, message: str) -> None:
+    """One line for an error rotator expected; its traceback only at debug level."""
+    from rotator import log
+
+    print(f"rotator: {log.redact_text(message)}", file=ctx.stderr)
+    if log.debug_enabled():
+        log.get_logger("rotator.cli").debug("error_traceback", exc_info=True)
+
+
+def _unexpected(ctx: Context, exc: Exception) -> int:
+    """The last resort: one redacted line (the traceback at debug level), exit 1."""
+    from rotator import log
+
+    logger = log.get_logger("rotator.cli")
+    what = log.redact_text(log.one_line_error(exc))
+    if log.debug_enabled():
+        logger.error("unexpected_error", error=what, exc_info=True)
+    else:
+        logger.error("unexpected_error", error=what)
+    hint = "" if log.debug_enabled() else " (run with --log-level debug for the traceback)"
+    print(f"rotator: unexpected error: {what}{hint}", file=ctx.stderr)
+    return EXIT_FAILED
+
+
+def _credentials_used(config: Config | None) -> str:
+    """Say which user and which secret reference rotator authenticated with, never the secret."""
+    from rotator.secrets import describe_reference
+
+    if config is None:
+        return "check elasticsearch.username and its password reference"
+    es = config.elasticsearch
+    if es.auth_method == "basic":
+        source = describe_reference(es.password_env, es.password_file, "elasticsearch.password")
+        return f"rotator authenticated as user {es.username!r} with the password from {source}"
+    if es.auth_method == "bearer":
+        source = describe_reference(
+            es.bearer_token_env, es.bearer_token_file, "elasticsearch.bearer_token"
+        )
+        return f"rotator authenticated with the bearer token from {source}"
+    if es.auth_method == "api_key":
+        source = describe_reference(es.api_key_env, es.api_key_file, "elasticsearch.api_key")
+        return f"rotator authenticated with the API key from {source}"
+    return (
+        "no credentials are configured (elasticsearch.username with password_env or password_file)"
+    )

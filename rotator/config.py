@@ -8,7 +8,9 @@ the first one. Secrets never appear inline: only as ``*_env`` (an environment va
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 import types
 import typing
 from dataclasses import dataclass
@@ -41,6 +43,12 @@ INLINE_SECRET_KEYS = frozenset(
 ROTATOR_METADATA = frozenset(
     {"managed_by", "source", "generation", "rotation_id", "config_fingerprint"}
 )
+# A config is a few kilobytes; anything near this is a mistake or an attack.
+MAX_CONFIG_BYTES = 1024 * 1024
+# Deeper than any real config (sources[0].privileges.indices[0].names[0] is 6 levels).
+MAX_DEPTH = 32
+# The longest part of an input value a message repeats.
+EXCERPT_CHARS = 40
 SOURCE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -71,16 +79,22 @@ def _env_name(value: str) -> str:
 def _non_blank(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("blank", "must not be empty")
+    if "\x00" in value:
+        # The operating system cannot take it in a path, an argument or an environment value.
+        raise PydanticCustomError("nul_byte", "must not contain a NUL byte (\\x00)")
     return value
 
 
 def _host_url(value: str) -> str:
+    problem = _url_problem(value)
+    if problem:
+        raise PydanticCustomError("url_text", problem)
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PydanticCustomError(
             "host_url",
             "expected a URL such as https://es.example:9200, got {value}",
-            {"value": repr(value)},
+            {"value": excerpt(value)},
         )
     if parts.username or parts.password:
         raise PydanticCustomError(
@@ -91,10 +105,25 @@ def _host_url(value: str) -> str:
     return value
 
 
+def _url_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as a URL as it is, or None."""
+    if not value.isascii() or any(not ch.isprintable() or ch.isspace() for ch in value):
+        return (
+            f"must be plain ASCII without spaces or control characters (percent-encode the "
+            f"rest, use the IDNA form of a host name), got {excerpt(value)}"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port raises on a bad one
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {excerpt(value)}"
+    return None
+
+
 def _absolute_path(value: str) -> str:
     if not Path(value).is_absolute():
         raise PydanticCustomError(
-            "absolute_path", "must be an absolute path, got {value}", {"value": repr(value)}
+            "absolute_path", "must be an absolute path, got {value}", {"value": excerpt(value)}
         )
     return value
 
@@ -372,35 +401,198 @@ SECTIONS: dict[str, type[Section]] = {
 # --- loading -------------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, references: bool = False) -> Config:
     """Read, parse and validate a YAML config file.
+
+    Only a regular file of at most ``MAX_CONFIG_BYTES`` is read: a device, a FIFO or a directory
+    given as the config is refused before anything is read from it.
+
+    Args:
+        path: the config file.
+        references: also check that the secrets it references exist (see
+            :func:`rotator.secrets.reference_problems`).
 
     Raises:
         ConfigError: with every problem found, each as ``path: message``.
     """
     file = Path(path)
+    text = _read_config_file(file)
+    return parse_config(text, str(file), references=references)
+
+
+def _read_config_file(file: Path) -> str:
     try:
-        text = file.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ConfigError([f"(file): {file} does not exist"], str(file)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"(file): cannot read {file}: {exc}"], str(file)) from None
-    return parse_config(text, str(file))
-
-
-def parse_config(text: str, origin: str = "config") -> Config:
-    """Validate YAML text; see :func:`load_config`."""
+    except OSError as exc:
+        raise ConfigError([f"(file): cannot read {file}: {_os_reason(exc)}"], str(file)) from None
     try:
-        raw = yaml.safe_load(text)
+        kind = _file_kind(os.fstat(fd).st_mode)
+        if kind != "a regular file":
+            raise ConfigError([f"(file): {file} is {kind}, not a regular file"], str(file))
+        data = _read_at_most(fd, MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"(file): cannot read {file}: {_os_reason(exc)}"], str(file)) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [
+                f"(file): {file} is larger than {MAX_CONFIG_BYTES // 1024} KiB, "
+                "the limit for a config"
+            ],
+            str(file),
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"(file): {file} is not UTF-8 text (byte {exc.start + 1})"], str(file)
+        ) from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def parse_config(text: str, origin: str = "config", *, references: bool = False) -> Config:
+    """Validate YAML text; see :func:`load_config`."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [f"(file): larger than {MAX_CONFIG_BYTES // 1024} KiB, the limit for a config"],
+            origin,
+        )
+    try:
+        raw, duplicates = _load_yaml(text)
+    except _YamlRefused as exc:
+        raise ConfigError([f"(file): {exc}"], origin) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): invalid YAML: {_yaml_problem(exc)}"], origin) from None
     if raw is None:
         raw = {}
-    return validate_config(raw, origin)
+    try:
+        config = validate_config(raw, origin, references=references)
+    except ConfigError as exc:
+        raise ConfigError(duplicates + exc.problems, origin) from None
+    if duplicates:
+        raise ConfigError(duplicates, origin)
+    return config
 
 
-def validate_config(raw: object, origin: str = "config") -> Config:
-    """Validate already-parsed data section by section, so that all problems are found."""
+class _YamlRefused(Exception):
+    """YAML that is well formed but not accepted in a config (aliases, too deep)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases, and with a bounded nesting depth.
+
+    Aliases let a few lines expand into billions of values (an "alias bomb"); a config has no
+    need for them. The depth bound keeps deeply nested input from exhausting the stack.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _YamlRefused(
+                f"YAML anchors and aliases (&name, *name) are not accepted in a config, "
+                f"found one at {_mark(event.start_mark)}; write the value out"
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _YamlRefused(
+                    f"nested deeper than {MAX_DEPTH} levels at {_mark(event.start_mark)}"
+                )
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
+
+
+def _load_yaml(text: str) -> tuple[Any, list[str]]:
+    """Parse one YAML document; returns the data and a problem for each duplicate key."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        return loader.construct_document(node), _duplicate_keys(node, "")
+    finally:
+        loader.dispose()
+
+
+def _duplicate_keys(node: yaml.Node, path: str) -> list[str]:
+    problems: list[str] = []
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems.extend(_duplicate_keys(item, f"{path or '(root)'}[{index}]"))
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            at = f"{path}.{_short(key.value)}" if path else _short(key.value)
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first:
+                seen = first[(key.tag, key.value)]
+                problems.append(f"{at}: duplicate key at line {line} (first at line {seen})")
+            else:
+                first[(key.tag, key.value)] = line
+            problems.extend(_duplicate_keys(value, at))
+    return problems
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= EXCERPT_CHARS else f"{text[:EXCERPT_CHARS]}..."
+
+
+def _mark(mark: yaml.Mark | None) -> str:
+    return (
+        "an unknown position" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}"
+    )
+
+
+def validate_config(raw: object, origin: str = "config", *, references: bool = False) -> Config:
+    """Validate already-parsed data section by section, so that all problems are found.
+
+    Args:
+        raw: the parsed YAML.
+        origin: names the config in the error (a file path).
+        references: also check that every ``*_env`` variable is set and every ``*_file`` is a
+            readable, private file (the secrets themselves are never shown).
+
+    Raises:
+        ConfigError: with every problem found.
+    """
     if not isinstance(raw, dict):
         raise ConfigError([f"(root): expected a mapping of sections, got {_kind(raw)}"], origin)
     problems: list[str] = []
@@ -416,6 +608,16 @@ def validate_config(raw: object, origin: str = "config") -> Config:
         parts[name] = _validate_part(model, raw[name], name, problems)
     sources = _validate_sources(raw.get("sources", []), problems)
     problems.extend(_cross_checks(raw, parts, sources))
+    if references:
+        from rotator.secrets import reference_problems
+
+        problems.extend(
+            reference_problems(
+                parts.get("elasticsearch", ElasticsearchConfig()),
+                parts.get("store", StoreConfig()),
+                sources,
+            )
+        )
     if problems:
         raise ConfigError(problems, origin)
     return Config(**parts, sources=[s for s in sources if s is not None])
@@ -436,9 +638,37 @@ def _validate_sources(value: object, problems: list[str]) -> list[SourceConfig |
         problems.append(f"sources: expected a list of sources, got {_kind(value)}")
         return []
     return [
-        _validate_part(SourceConfig, item, f"sources[{index}]", problems)
-        for index, item in enumerate(value)
+        _validate_source(item, f"sources[{index}]", problems) for index, item in enumerate(value)
     ]
+
+
+# The fields that decide a source's privileges: linted even when the rest of the source is invalid.
+_GRANT_FIELDS = (
+    "preset",
+    "dataset",
+    "namespace",
+    "privileges",
+    "allow_broad_privileges",
+    "justification",
+)
+
+
+def _validate_source(item: object, at: str, problems: list[str]) -> SourceConfig | None:
+    before = len(problems)
+    source: SourceConfig | None = _validate_part(SourceConfig, item, at, problems)
+    if source is None and isinstance(item, dict):
+        problems.extend(_lint_invalid_source(item, at, problems[before:]))
+    return source
+
+
+def _lint_invalid_source(item: dict[Any, Any], at: str, reported: list[str]) -> list[str]:
+    """The privilege lint of a source that failed validation elsewhere (a bad sink, a typo)."""
+    partial = {key: item[key] for key in _GRANT_FIELDS if key in item}
+    try:
+        source = SourceConfig.model_validate({**partial, "name": "linted"})
+    except ValidationError:
+        return []  # the privileges themselves are malformed, and that is reported already
+    return [problem for problem in _grant_checks(source, at) if problem not in reported]
 
 
 # --- cross-field rules ---------------------------------------------------------------------------
@@ -485,7 +715,7 @@ def _duplicate_names(raw_sources: object) -> list[str]:
             continue
         if name in first:
             problems.append(
-                f"sources[{index}].name: duplicate source name {name!r} "
+                f"sources[{index}].name: duplicate source name {excerpt(name)} "
                 f"(first used by sources[{first[name]}])"
             )
         else:
@@ -557,7 +787,7 @@ def _store_checks(store: StoreConfig) -> list[str]:
     except ArgumentError:
         return [
             f"store.url: expected a database URL such as sqlite:///./rotator.db or "
-            f"postgresql+psycopg://rotator@db/rotator, got {_redacted_url(store.url)!r}"
+            f"postgresql+psycopg://rotator@db/rotator, got {excerpt(_redacted_url(store.url))}"
         ]
     problems = []
     if url.get_backend_name() not in ("sqlite", "postgresql"):
@@ -627,8 +857,8 @@ def _source_checks(source: SourceConfig, at: str) -> list[str]:
     problems = []
     if not SOURCE_NAME_RE.fullmatch(source.name):
         problems.append(
-            f"{at}.name: {source.name!r} is not a valid source name: use 1-63 lowercase letters, "
-            "digits, '.', '_' or '-', starting with a letter or digit"
+            f"{at}.name: {excerpt(source.name)} is not a valid source name: use 1-63 lowercase "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     problems.extend(_grant_checks(source, at))
     for key in source.metadata:
@@ -653,7 +883,8 @@ def _grant_checks(source: SourceConfig, at: str) -> list[str]:
         value = getattr(source, field_name)
         if value is not None and not re.fullmatch(r"[a-z0-9_.]+", value):
             problems.append(
-                f"{at}.{field_name}: {value!r} may only hold lowercase letters, digits, '_' and '.'"
+                f"{at}.{field_name}: {excerpt(value)} may only hold lowercase letters, digits, "
+                "'_' and '.'"
             )
     if source.allow_broad_privileges and not source.justification:
         problems.append(f"{at}.justification: required with allow_broad_privileges: true")
@@ -672,9 +903,14 @@ def _grant_checks(source: SourceConfig, at: str) -> list[str]:
 def _sink_checks(sink: FileSink | ExecSink | WebhookSink, at: str) -> list[str]:
     if isinstance(sink, WebhookSink):
         problems = []
-        scheme = urlsplit(sink.url).scheme
-        if scheme not in ("http", "https"):
-            problems.append(f"{at}.url: expected an https:// URL, got {sink.url!r}")
+        url_problem = _url_problem(sink.url)
+        scheme = urlsplit(sink.url).scheme if url_problem is None else ""
+        if url_problem is not None:
+            problems.append(f"{at}.url: {url_problem}")
+        elif scheme not in ("http", "https") or not urlsplit(sink.url).hostname:
+            problems.append(
+                f"{at}.url: expected an https:// URL with a host, got {excerpt(sink.url)}"
+            )
         elif scheme == "http" and not sink.allow_insecure:
             problems.append(
                 f"{at}.url: plain http would send the credential unencrypted; "
@@ -791,13 +1027,13 @@ def _message(error: ErrorDetails) -> str:
     ctx = error.get("ctx") or {}
     value = error.get("input")
     if kind == "literal_error":
-        return f"expected one of {ctx.get('expected', '')}, got {value!r}"
+        return f"expected one of {ctx.get('expected', '')}, got {_shown(value)}"
     if kind == "union_tag_invalid":
-        return f"unknown type {ctx.get('tag')!r}: expected one of {ctx.get('expected_tags')}"
+        return f"unknown type {excerpt(ctx.get('tag'))}: expected one of {ctx.get('expected_tags')}"
     if kind in ("greater_than_equal", "less_than_equal"):
         bound = ctx.get("ge", ctx.get("le"))
         word = "at least" if kind == "greater_than_equal" else "at most"
-        return f"must be {word} {bound}, got {value!r}"
+        return f"must be {word} {bound}, got {_shown(value)}"
     if kind in _MESSAGES:
         return _MESSAGES[kind].format(kind=_kind(value), tags="exec, file, webhook")
     return str(error["msg"])
@@ -817,7 +1053,21 @@ def _kind(value: object) -> str:
     described = names.get(type(value), type(value).__name__)
     if isinstance(value, (dict, list)):
         return described
-    return f"{described} ({value!r})"
+    return f"{described} ({excerpt(value)})"
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr`` of a value cut to a short excerpt, for messages: never the whole input."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= 2 * limit else f"{text[: 2 * limit]}..."
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, (dict, list)):
+        return _kind(value)
+    return excerpt(value)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -27,11 +27,11 @@ def parse_duration(text: object) -> timedelta:
         raise DurationError(f"expected a duration ({ACCEPTED_FORMS}), got {_describe(text)}")
     match = _PATTERN.fullmatch(text.strip())
     if match is None:
-        raise DurationError(f"invalid duration {text!r}: use {ACCEPTED_FORMS}")
+        raise DurationError(f"invalid duration {_excerpt(text)}: use {ACCEPTED_FORMS}")
     try:
         return timedelta(seconds=int(match["amount"]) * _UNITS[match["unit"]])
     except OverflowError:
-        raise DurationError(f"duration {text!r} is too long") from None
+        raise DurationError(f"duration {_excerpt(text)} is too long") from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -55,4 +55,14 @@ def _describe(value: object) -> str:
     }
     if value is None:
         return "nothing (null)"
-    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
+    if isinstance(value, (list, dict)):
+        return names[type(value)]
+    return f"{names.get(type(value), type(value).__name__)} ({_excerpt(value)})"
+
+
+def _excerpt(value: object, limit: int = 40) -> str:
+    # Messages repeat a short excerpt of the input, never all of it.
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= 2 * limit else f"{text[: 2 * limit]}..."

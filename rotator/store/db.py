@@ -29,7 +29,13 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 import rotator
-from rotator.errors import RotatorError, SchemaBehind, SchemaUnknown, StoreUnavailable
+from rotator.errors import (
+    RotatorError,
+    SchemaBehind,
+    SchemaUnknown,
+    StoreUnavailable,
+    UsageError,
+)
 
 DEFAULT_BUSY_TIMEOUT = timedelta(seconds=15)
 FILE_TEMPLATE = "%(year)d%(month).2d%(day).2d_%(rev)s_%(slug)s"
@@ -37,6 +43,16 @@ UPGRADE_HINT = "run `rotator db upgrade`"
 
 # SQLite reports a missing table as an OperationalError; that is a schema problem, not an outage.
 _SCHEMA_MESSAGES = ("no such table", "no such column")
+# SQLite's answer for a file that is not a database (or is encrypted): no retry fixes it.
+_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
+# An execution option: transactions on such a connection only read (see read_only).
+READ_ONLY = "rotator_read_only"
+
+
+class StoreNotADatabase(RotatorError):
+    """store.url points at a file that is not a SQLite database: a configuration error."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,20 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def read_only(engine: Engine) -> Engine:
+    """The same engine (and pool) for transactions that only read.
+
+    On SQLite they begin DEFERRED instead of IMMEDIATE, so they read a WAL snapshot without
+    waiting for a writer's lock; a write in such a transaction is refused by SQLite.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reading only (``rotator status``, ``plan``): they never take the write lock."""
+    return session_factory(read_only(engine))
+
+
 def redacted_url(url: URL | str) -> str:
     """Render ``url`` with its password hidden, for messages and logs."""
     parsed = make_url(url) if isinstance(url, str) else url
@@ -113,6 +143,13 @@ def store_errors(engine: Engine) -> Iterator[None]:
         if _is_schema_error(exc):
             raise
         raise _unavailable(engine.url, _driver_reason(exc)) from None
+    except sa_exc.DatabaseError as exc:
+        if not str(exc.orig).startswith(_NOT_A_DATABASE):
+            raise
+        raise StoreNotADatabase(
+            f"the store at {redacted_url(engine.url)} is not a SQLite database "
+            f"({_driver_reason(exc)}): check store.url"
+        ) from None
     except sa_exc.TimeoutError:
         raise _unavailable(engine.url, "no free connection in the pool") from None
 
@@ -147,8 +184,12 @@ def _sqlite_on_begin(connection: Connection) -> None:
     # A real BEGIN, so reads and writes of one unit of work see one snapshot and DDL is atomic.
     # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
     # gets SQLITE_BUSY at once (no busy wait) when another writer got there first, which breaks
-    # parallel workers. WAL readers are not blocked by it.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # parallel workers. A read-only transaction begins DEFERRED: it takes no lock at all and
+    # reads its WAL snapshot while a writer works.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _server_engine(url: URL, busy_timeout: timedelta, echo: bool) -> Engine:
@@ -162,7 +203,7 @@ def _is_schema_error(exc: sa_exc.OperationalError) -> bool:
     return str(exc.orig).startswith(_SCHEMA_MESSAGES)
 
 
-def _driver_reason(exc: sa_exc.OperationalError) -> str:
+def _driver_reason(exc: sa_exc.DBAPIError) -> str:
     lines = str(exc.orig).strip().splitlines()
     return lines[0] if lines else type(exc.orig).__name__
 
@@ -229,11 +270,23 @@ def downgrade(engine: Engine, revision: str) -> None:
 def current_revision(engine: Engine) -> str | None:
     """Return the store's revision, or None when it has no schema yet.
 
+    A SQLite file that does not exist has no schema: it is not created to find that out.
+
     Raises:
         StoreUnavailable: the database could not be reached or stayed locked.
+        StoreNotADatabase: the SQLite file is not a database.
     """
-    with store_errors(engine), engine.connect() as connection:
+    if _missing_sqlite_file(engine.url):
+        return None
+    with store_errors(engine), read_only(engine).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def _missing_sqlite_file(url: URL) -> bool:
+    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
+        return False
+    database = url.database or ""
+    return database not in ("", ":memory:") and not Path(database).exists()
 
 
 def head_revision() -> str:
@@ -291,11 +344,25 @@ def require_current_schema(engine: Engine) -> SchemaStatus:
 
 def _run_alembic(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
     config = alembic_config(engine)
+    if not revision.strip():
+        raise _unknown_revision(revision, "no revision given")
     with store_errors(engine), engine.connect() as connection:
         config.attributes["connection"] = connection
-        action(config, revision)
+        try:
+            action(config, revision)
+        except CommandError as exc:
+            raise _unknown_revision(revision, str(exc).strip().splitlines()[0]) from None
         if connection.in_transaction():
             connection.commit()
+
+
+def _unknown_revision(revision: str, reason: str) -> UsageError:
+    known = [r.revision for r in _script().walk_revisions()]
+    shown = revision if len(revision) <= 40 else f"{revision[:40]}..."
+    return UsageError(
+        f"cannot migrate to revision {shown!r}: {reason}; use head, base, a relative step "
+        f"such as head-1, or one of {', '.join(reversed(known))}"
+    )
 
 
 def _script() -> ScriptDirectory:
@@ -305,7 +372,7 @@ def _script() -> ScriptDirectory:
 def _is_known(script: ScriptDirectory, revision: str) -> bool:
     try:
         return script.get_revision(revision) is not None
-    except CommandError:
+    except (CommandError, ValueError, KeyError):
         return False
 
 

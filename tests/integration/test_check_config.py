@@ -1,4 +1,8 @@
-"""`rotator check-config` through the CLI as a subprocess: every problem, exact lines, exit 2."""
+"""`rotator check-config`: every problem, exact lines, exit 2.
+
+The table runs in-process through ``cli.main`` with captured output; a few smoke tests run the
+command as a subprocess, as a user does.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from rotator import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "rotator.example.yaml"
@@ -43,6 +51,39 @@ def run_cli(
         timeout=60,
         check=False,
     )
+
+
+@dataclass
+class Result:
+    """What a command printed and returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def check(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Run:
+    """Run ``rotator ARGS`` in-process in ``tmp_path``; the secrets of AUTH and the example exist."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ROTATOR_CONFIG", raising=False)
+    monkeypatch.setenv("ROTATOR_ES_PASSWORD", "not-a-real-password")
+    monkeypatch.setenv("ROTATOR_WEBHOOK_SECRET", "not-a-real-secret")
+    for name in ("PW", "TK", "KEY"):  # the references the table's rows use
+        monkeypatch.setenv(name, "not-a-real-secret")
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 # (id, YAML, the exact problem lines in order)
@@ -213,7 +254,90 @@ INVALID = [
     (
         "source-missing-fields",
         AUTH + "sources:\n  - {metadata: {}}\n",
-        ["sources[0].name: is required"],
+        [
+            "sources[0].name: is required",
+            "sources[0].privileges: grant at least one cluster or index privilege (or use a "
+            "preset); a key with no role descriptor would carry all of rotator's own privileges",
+        ],
+    ),
+    (
+        "structural-error-does-not-hide-lint",
+        AUTH
+        + SOURCE.replace("cluster: [monitor]", "cluster: [manage_security]")
+        + "    deliver: [{type: file, path: /k, colour: red}]\n",
+        [
+            "sources[0].deliver[0].colour: unknown key; allowed: env_var, format, group, mode, "
+            "owner, path, type",
+            "sources[0].privileges.cluster: 'manage_security' would let the key administer the cluster "
+            "or its security (or set allow_broad_privileges: true with a justification)",
+        ],
+    ),
+    (
+        "duplicate-sources-key",
+        AUTH + SOURCE + "    deliver: []\n" + SOURCE,
+        ["sources: duplicate key at line 13 (first at line 6)"],
+    ),
+    (
+        "duplicate-nested-key",
+        AUTH + SOURCE + "    metadata: {team: web, team: db}\n",
+        ["sources[0].metadata.team: duplicate key at line 11 (first at line 11)"],
+    ),
+    (
+        "duplicate-key-and-other-problems",
+        "log: {level: info}\nlog: {level: loud}\n",
+        [
+            "log: duplicate key at line 2 (first at line 1)",
+            "log.level: expected one of 'debug', 'info', 'warning' or 'error', got 'loud'",
+        ],
+    ),
+    (
+        "alias-bomb",
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nlog: {level: *c}\n",
+        [
+            "(file): YAML anchors and aliases (&name, *name) are not accepted in a config, found "
+            "one at line 1, column 4; write the value out"
+        ],
+    ),
+    (
+        "deeply-nested",
+        "log: " + "[" * 5000 + "]" * 5000 + "\n",
+        ["(file): nested deeper than 32 levels at line 1, column 37"],
+    ),
+    (
+        "long-value-is-cut-short",
+        "log: {level: " + "x" * 100_000 + "}\n",
+        [
+            "log.level: expected one of 'debug', 'info', 'warning' or 'error', got "
+            "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (100000 characters)"
+        ],
+    ),
+    (
+        "exec-argv-nul-byte",
+        AUTH
+        + SOURCE
+        + '    deliver: [{type: exec, argv: [/bin/cat, "a\\0b"], ack_command: ["/bin/true\\0"]}]\n',
+        [
+            "sources[0].deliver[0].argv[1]: must not contain a NUL byte (\\x00)",
+            "sources[0].deliver[0].ack_command[0]: must not contain a NUL byte (\\x00)",
+        ],
+    ),
+    (
+        "webhook-non-ascii-url",
+        AUTH + SOURCE + "    deliver: [{type: webhook, url: 'https://hooks.example/k\u00e9y', "
+        "hmac_secret_env: ROTATOR_WEBHOOK_SECRET}]\n",
+        [
+            "sources[0].deliver[0].url: must be plain ASCII without spaces or control characters "
+            "(percent-encode the rest, use the IDNA form of a host name), got "
+            "'https://hooks.example/k\u00e9y'"
+        ],
+    ),
+    (
+        "webhook-url-without-host",
+        AUTH
+        + SOURCE
+        + "    deliver: [{type: webhook, url: 'https:///x', hmac_secret_env: ROTATOR_WEBHOOK_SECRET}]\n",
+        ["sources[0].deliver[0].url: expected an https:// URL with a host, got 'https:///x'"],
     ),
     (
         "empty-privileges",
@@ -389,11 +513,11 @@ INVALID = [
     ("yaml_text", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
 )
 def test_invalid_config_lists_every_problem_and_exits_2(
-    tmp_path: Path, yaml_text: str, expected: list[str] | None
+    check: Run, tmp_path: Path, yaml_text: str, expected: list[str] | None
 ) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(textwrap.dedent(yaml_text))
-    result = run_cli("check-config", str(config), cwd=tmp_path)
+    result = check("check-config", str(config))
     assert result.returncode == 2, result
     lines = result.stdout.splitlines()
     if expected is None:  # YAML syntax error: the position is reported
@@ -406,14 +530,14 @@ def test_invalid_config_lists_every_problem_and_exits_2(
     assert not list(tmp_path.glob("*.db")), "an invalid config must not create a store"
 
 
-def test_broad_privileges_with_justification_pass(tmp_path: Path) -> None:
+def test_broad_privileges_with_justification_pass(check: Run, tmp_path: Path) -> None:
     config = tmp_path / "broad.yaml"
     config.write_text(
         AUTH
         + SOURCE.replace("cluster: [monitor]", "cluster: [manage_ilm]")
         + "    allow_broad_privileges: true\n    justification: sets up its own ILM policy\n"
     )
-    result = run_cli("check-config", str(config), cwd=tmp_path)
+    result = check("check-config", str(config))
     assert result.returncode == 0, result.stdout
 
 
@@ -422,7 +546,8 @@ def test_the_table_is_large_enough() -> None:
 
 
 def test_example_config_is_valid() -> None:
-    result = run_cli("check-config", str(EXAMPLE))
+    env = {"ROTATOR_ES_PASSWORD": "x" * 12, "ROTATOR_WEBHOOK_SECRET": "y" * 12}
+    result = run_cli("check-config", str(EXAMPLE), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("\n") == 1
     assert result.stdout.startswith(
@@ -430,16 +555,16 @@ def test_example_config_is_valid() -> None:
     )
 
 
-def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_cli("check-config", str(tmp_path / "nope.yaml"))
+def test_missing_file_is_a_usage_error(check: Run, tmp_path: Path) -> None:
+    result = check("check-config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert result.stdout.splitlines() == [f"(file): {tmp_path / 'nope.yaml'} does not exist"]
 
 
-def test_json_output_splits_path_and_message(tmp_path: Path) -> None:
+def test_json_output_splits_path_and_message(check: Run, tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("log: {level: loud}\nservice: {max_parallel: 0}\n")
-    result = run_cli("check-config", str(config), "--output", "json")
+    result = check("check-config", str(config), "--output", "json")
     assert result.returncode == 2
     doc = json.loads(result.stdout)
     assert doc["valid"] is False
@@ -463,3 +588,93 @@ def test_other_commands_do_nothing_on_an_invalid_config(tmp_path: Path) -> None:
         assert "log.level: expected one of" in result.stderr
         assert "invalid configuration, nothing was done" in result.stderr
     assert not (tmp_path / "r.db").exists()
+
+
+def _with_password_file(tmp_path: Path, mode: int) -> Path:
+    secret = tmp_path / "es-password"
+    secret.write_text("s3cret-value-never-shown\n")
+    secret.chmod(mode)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"elasticsearch: {{username: rotator, password_file: {secret}}}\n"
+        + SOURCE
+        + "    deliver: [{type: webhook, url: 'https://hooks.example/k', "
+        "hmac_secret_env: ROTATOR_TEST_UNSET_HMAC}]\n"
+    )
+    return config
+
+
+def test_secret_references_are_checked_without_showing_them(
+    check: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _with_password_file(tmp_path, 0o644)
+    monkeypatch.delenv("ROTATOR_TEST_UNSET_HMAC", raising=False)
+    result = check("check-config", str(config))
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == [
+        f"elasticsearch.password_file: {tmp_path / 'es-password'} has mode 0644, so every user "
+        "may read the secret; chmod 0600 (or 0640 for a group)",
+        "sources[0].deliver[0].hmac_secret_env: the environment variable "
+        "ROTATOR_TEST_UNSET_HMAC is not set or empty",
+    ]
+    assert "s3cret-value-never-shown" not in result.stdout + result.stderr
+
+
+def test_secret_references_that_resolve_are_ok(
+    check: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _with_password_file(tmp_path, 0o600)
+    monkeypatch.setenv("ROTATOR_TEST_UNSET_HMAC", "hmac-value")
+    result = check("check-config", str(config))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith(f"{config}: ok: 1 source(s)")
+
+
+@pytest.mark.parametrize("broken", ["missing", "fifo", "unset-env"])
+def test_broken_secret_references_are_problems(
+    check: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    secret = tmp_path / "pw"
+    if broken == "fifo":
+        os.mkfifo(secret)
+    reference = (
+        "password_env: ROTATOR_ES_PASSWORD" if broken == "unset-env" else f"password_file: {secret}"
+    )
+    monkeypatch.delenv("ROTATOR_ES_PASSWORD")
+    config.write_text(f"elasticsearch: {{username: rotator, {reference}}}\n" + SOURCE)
+    expected = {
+        "missing": f"elasticsearch.password_file: cannot read {secret}: No such file or directory",
+        "fifo": f"elasticsearch.password_file: {secret} is not a regular file",
+        "unset-env": "elasticsearch.password_env: the environment variable ROTATOR_ES_PASSWORD "
+        "is not set or empty",
+    }[broken]
+    result = check("check-config", str(config))
+    assert (result.returncode, result.stdout.splitlines()) == (2, [expected])
+    skipped = check("check-config", "--skip-secrets", str(config))
+    assert skipped.returncode == 0, skipped.stdout
+
+
+def test_secret_problems_come_with_every_other_problem(check: Run, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"elasticsearch: {{username: rotator, password_file: {tmp_path / 'nope'}}}\n"
+        "log: {level: loud}\n"
+    )
+    result = check("check-config", str(config))
+    assert result.stdout.splitlines() == [
+        "log.level: expected one of 'debug', 'info', 'warning' or 'error', got 'loud'",
+        f"elasticsearch.password_file: cannot read {tmp_path / 'nope'}: No such file or directory",
+    ]
+
+
+def test_the_example_names_its_unset_secrets(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+    result = run_cli("check-config", str(EXAMPLE), env=env)
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == [
+        "elasticsearch.password_env: the environment variable ROTATOR_ES_PASSWORD is not set "
+        "or empty",
+        "sources[2].deliver[0].hmac_secret_env: the environment variable "
+        "ROTATOR_WEBHOOK_SECRET is not set or empty",
+    ]
