@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from rotator.audit import AuditLog
 from rotator.clock import Clock
 from rotator.config import Config
-from rotator.executor import Lifecycle
+from rotator.jobs.context import Deps, Fence, Unfenced, no_checkpoint
+from rotator.jobs.lifecycle import Lifecycle
 from rotator.model import SourceSpec
 from rotator.ports import KeyAuthority, Sink
 from rotator.secrets import resolve_secret
@@ -49,15 +50,17 @@ def build_authority(config: Config) -> KeyAuthority:
     return ElasticKeyAuthority(client_from_config(config.elasticsearch))
 
 
-def build_lifecycle(
+def build_deps(
     config: Config,
     engine: Engine,
     clock: Clock,
     *,
     authority: KeyAuthority | None = None,
     checkpoint: Callable[[str], None] | None = None,
-) -> Lifecycle:
-    """Wire the lifecycle: store sessions, the Elasticsearch authority, sinks and the audit log."""
+    fence: Fence | None = None,
+) -> Deps:
+    """The ports every job works through: store sessions, the Elasticsearch authority, the
+    sinks, the audit log, and the fence of the leader lease (none for a lone writer)."""
     from rotator.delivery import build_sink
 
     sessions = session_factory(engine)
@@ -70,15 +73,30 @@ def build_lifecycle(
             cache[spec.name] = [build_sink(c, clock=clock, source=spec.name) for c in spec.sinks]
         return cache[spec.name]
 
-    service = config.service
-    return Lifecycle(
+    return Deps(
         sessions=sessions,
         authority=authority,
         clock=clock,
         audit=AuditLog(sessions, actor=f"rotator@{socket.gethostname()}"),
         sinks=sinks,
-        backoff_initial=service.backoff_initial,
-        backoff_max=service.backoff_max,
-        max_parallel=service.max_parallel,
-        checkpoint=checkpoint,
+        backoff_initial=config.service.backoff_initial,
+        backoff_max=config.service.backoff_max,
+        checkpoint=checkpoint or no_checkpoint,
+        fence=fence or Unfenced(),
     )
+
+
+def build_lifecycle(
+    config: Config,
+    engine: Engine,
+    clock: Clock,
+    *,
+    authority: KeyAuthority | None = None,
+    checkpoint: Callable[[str], None] | None = None,
+    fence: Fence | None = None,
+) -> Lifecycle:
+    """Wire the lifecycle job over :func:`build_deps`."""
+    deps = build_deps(
+        config, engine, clock, authority=authority, checkpoint=checkpoint, fence=fence
+    )
+    return Lifecycle(deps, max_parallel=config.service.max_parallel)

@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rotator.log import get_logger, redact_mapping
 from rotator.store.models import AuditEvent
 from rotator.store.repositories import AuditRepository
+from rotator.vocabulary import AuditAction, AuditOutcome
 
 GENESIS = "0" * 64
+# The advisory lock that serialises appends to the chain on PostgreSQL (any fixed 64-bit number).
+_CHAIN_LOCK = 0x726F7461746F72
 _APPEND_ATTEMPTS = 5
 _log = get_logger("rotator.audit")
 
@@ -64,13 +68,34 @@ class AuditLog:
         self.actor = actor
         self._lock = threading.Lock()
 
+    def write(
+        self,
+        session: Session,
+        *,
+        now: datetime,
+        action: AuditAction,
+        subject: str,
+        outcome: AuditOutcome,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one event in the caller's transaction, beside the change it records.
+
+        The event commits with the change or not at all. Writers are serialised on the chain's
+        tail: SQLite's write transactions already are; on PostgreSQL a transaction-scoped advisory
+        lock is taken first. Returns the event's sequence number.
+        """
+        clean = json.loads(json.dumps(redact_mapping(dict(details or {})), default=str))
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+        return self._append_in(session, now, action.value, subject, outcome.value, clean)
+
     def record(
         self,
         *,
         now: datetime,
-        action: str,
+        action: AuditAction,
         subject: str,
-        outcome: str,
+        outcome: AuditOutcome,
         details: Mapping[str, Any] | None = None,
     ) -> int:
         """Append one event in its own transaction; returns its sequence number.
@@ -82,33 +107,44 @@ class AuditLog:
         with self._lock:
             for attempt in range(_APPEND_ATTEMPTS):
                 try:
-                    return self._append(now, action, subject, outcome, clean)
+                    return self._append(now, action.value, subject, outcome.value, clean)
                 except IntegrityError:
-                    _log.info("audit append raced another writer", attempt=attempt + 1)
+                    _log.info("audit_append_raced", attempt=attempt + 1)
             raise RuntimeError(f"audit append failed {_APPEND_ATTEMPTS} times in a row")
 
     def _append(
         self, now: datetime, action: str, subject: str, outcome: str, details: dict[str, Any]
     ) -> int:
         with self._sessions() as session, session.begin():
-            repo = AuditRepository(session)
-            last = repo.last()
-            prev = last.hash if last is not None else GENESIS
-            seq = repo.next_seq()
-            digest = event_hash(prev, seq, now, self.actor, action, subject, outcome, details)
-            event = AuditEvent(
-                seq=seq,
-                at=now,
-                actor=self.actor,
-                action=action,
-                subject=subject,
-                outcome=outcome,
-                details_json=details,
-                prev_hash=prev,
-                hash=digest,
-            )
-            repo.append(event)
-            return seq
+            return self._append_in(session, now, action, subject, outcome, details)
+
+    def _append_in(
+        self,
+        session: Session,
+        now: datetime,
+        action: str,
+        subject: str,
+        outcome: str,
+        details: dict[str, Any],
+    ) -> int:
+        repo = AuditRepository(session)
+        last = repo.last()
+        prev = last.hash if last is not None else GENESIS
+        seq = repo.next_seq()
+        digest = event_hash(prev, seq, now, self.actor, action, subject, outcome, details)
+        event = AuditEvent(
+            seq=seq,
+            at=now,
+            actor=self.actor,
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            details_json=details,
+            prev_hash=prev,
+            hash=digest,
+        )
+        repo.append(event)
+        return seq
 
 
 @dataclass(frozen=True)

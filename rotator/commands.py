@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from rotator.clock import Clock
 from rotator.config import Config
 from rotator.errors import DependencyUnavailable, RotatorError, UsageError
-from rotator.executor import MANAGED_BY, Lifecycle, Outcome
+from rotator.jobs.lifecycle import MANAGED_BY, Lifecycle, Outcome
 from rotator.log import get_logger
 from rotator.model import Action, ActionKind, SourceSpec, iso, specs_from_config
 from rotator.ports import KeyAuthority, KeyInfo

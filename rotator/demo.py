@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from rotator.app import build_lifecycle
 from rotator.clock import ManualClock, SystemClock
 from rotator.config import Config, parse_config
 from rotator.durations import format_duration
-from rotator.executor import Lifecycle, Outcome
+from rotator.jobs.lifecycle import Lifecycle, Outcome
 from rotator.model import ActionKind, SourceSpec, specs_from_config
 from rotator.scoping import Grants, role_descriptors
 from rotator.store import db
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "sandbox.yaml"
+# The demo's sources, shipped inside the package (rotator/demo.yaml), so an installed wheel has it.
+DEMO_CONFIG = "demo.yaml"
 PASSWORD_ENV = "ROTATOR_DEMO_ES_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 Emit = Callable[[str], None]
 
@@ -41,17 +43,49 @@ def rotator_role(specs: Sequence[SourceSpec]) -> dict[str, Any]:
     return dict(body)
 
 
-def run_demo(emit: Emit, config_path: Path = DEMO_CONFIG, version: str = "8.17.4") -> int:
-    """Run the whole demo, printing each step; returns an exit code."""
+def demo_config_text() -> str:
+    """The demo's config template, read from the installed package."""
+    from importlib import resources
+
+    return resources.files("rotator").joinpath(DEMO_CONFIG).read_text(encoding="utf-8")
+
+
+@contextmanager
+def _work_dir(keep_in: Path | None) -> Iterator[Path]:
+    """``keep_in`` (created, kept), or a temporary directory removed afterwards."""
+    if keep_in is not None:
+        keep_in.mkdir(parents=True, exist_ok=True)
+        yield keep_in
+        return
+    with tempfile.TemporaryDirectory(prefix="rotator-demo-") as temp:
+        yield Path(temp)
+
+
+def run_demo(emit: Emit, version: str = "8.17.4", work_dir: Path | None = None) -> int:
+    """Run the whole demo, printing each step; returns an exit code.
+
+    Args:
+        emit: prints one line of the story.
+        version: the Elasticsearch version the sandbox emulates.
+        work_dir: where the store and the delivered credentials go, kept afterwards; without
+            it a temporary directory is used and removed at the end.
+    """
+    with _work_dir(work_dir) as demo_dir:
+        code = _run_in(emit, version, demo_dir)
+        if work_dir is None:
+            emit(f"removed {demo_dir} (use --dir DIR to keep the store and the credential files)")
+        return code
+
+
+def _run_in(emit: Emit, version: str, demo_dir: Path) -> int:
     from elasticsearch import Elasticsearch
 
     from rotator.sandbox import Sandbox
 
-    demo_dir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
-    (demo_dir / "keys").mkdir()
+    (demo_dir / "keys").mkdir(exist_ok=True)
     admin_password = secrets.token_urlsafe(12)
     with Sandbox.start(version=version, elastic_password=admin_password) as sandbox:
-        config = _demo_config(config_path, sandbox.url, demo_dir)
+        config = _demo_config(sandbox.url, demo_dir)
         specs = specs_from_config(config)
         emit(f"sandbox: Elasticsearch {version} emulated at {sandbox.url}")
         admin = Elasticsearch(sandbox.url, basic_auth=("elastic", admin_password))
@@ -60,21 +94,21 @@ def run_demo(emit: Emit, config_path: Path = DEMO_CONFIG, version: str = "8.17.4
         sandbox.set_clock(_ms(clock.now()))
         engine = db.make_engine(config.store.url)
         db.upgrade(engine)
-        lifecycle = build_lifecycle(config, engine, clock)
-        story = _Story(emit, clock, sandbox, lifecycle, specs, demo_dir)
-        failed = story.tell()
-        with Session(engine) as session:
-            chain = audit.verify(session)
-        engine.dispose()
+        try:
+            lifecycle = build_lifecycle(config, engine, clock)
+            failed = _Story(emit, clock, sandbox, lifecycle, specs, demo_dir).tell()
+            with Session(engine) as session:
+                chain = audit.verify(session)
+        finally:
+            engine.dispose()
     emit(f"audit trail: {chain.events} events, hash chain {'verified' if chain.ok else 'BROKEN'}")
     emit(f"credentials delivered to {demo_dir / 'keys'}; store: {demo_dir / 'rotator.db'}")
     return 1 if failed or not chain.ok else 0
 
 
-def _demo_config(path: Path, url: str, demo_dir: Path) -> Config:
-    text = path.read_text(encoding="utf-8")
-    text = text.replace("{sandbox_url}", url).replace("{demo_dir}", str(demo_dir))
-    return parse_config(text, str(path))
+def _demo_config(url: str, demo_dir: Path) -> Config:
+    text = demo_config_text().replace("{sandbox_url}", url).replace("{demo_dir}", str(demo_dir))
+    return parse_config(text, f"rotator/{DEMO_CONFIG}")
 
 
 def _create_rotator_user(admin: Any, specs: Sequence[SourceSpec], emit: Emit) -> None:

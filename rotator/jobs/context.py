@@ -1,12 +1,15 @@
-"""What the lifecycle's steps share: ports, clock, audit log, retries and failure bookkeeping."""
+"""What the lifecycle's steps share: ports, clock, audit, fencing, retries, failure bookkeeping."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
+import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from rotator.audit import AuditLog
@@ -17,6 +20,7 @@ from rotator.model import SourceSpec
 from rotator.planner import backoff_delay
 from rotator.ports import KeyAuthority, Sink
 from rotator.store.repositories import SourceRepository
+from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
 SinkFactory = Callable[[SourceSpec], Sequence[Sink]]
 Checkpoint = Callable[[str], None]
@@ -27,16 +31,40 @@ READ_WAITS = (0.5, 1.0, 2.0)
 # Waits between attempts at creating a key, each preceded by a look-up of what the last made.
 CREATE_WAITS = (1.0, 2.0)
 
-_log = get_logger("rotator.lifecycle")
-
 
 def no_checkpoint(_name: str) -> None:
     """The checkpoint used outside tests: nothing happens between steps."""
 
 
+class Fence(Protocol):
+    """Refuses a write made by a process that no longer holds the leader lease."""
+
+    @property
+    def lost(self) -> bool:
+        """Whether a write was refused: the job must stop at once."""
+        ...
+
+    def check(self, session: Session, now: datetime) -> None:
+        """Inside a write transaction, before anything is written.
+
+        Raises:
+            LeaseLost: the lease expired or changed hands; nothing is written.
+        """
+        ...
+
+
+class Unfenced:
+    """No lease: the writer is alone (tests, and stores no replica shares)."""
+
+    lost = False
+
+    def check(self, session: Session, now: datetime) -> None:
+        """Every write is allowed."""
+
+
 @dataclass(frozen=True)
 class Deps:
-    """The ports and settings every lifecycle step works through."""
+    """The ports and settings every lifecycle step works through, for one job run."""
 
     sessions: sessionmaker[Session]
     authority: KeyAuthority
@@ -46,10 +74,49 @@ class Deps:
     backoff_initial: timedelta = timedelta(minutes=1)
     backoff_max: timedelta = timedelta(hours=1)
     checkpoint: Checkpoint = no_checkpoint
+    fence: Fence = field(default_factory=Unfenced)
+    job: str = "lifecycle"
+    run_id: str = ""
+    log: Any = field(default_factory=lambda: get_logger("rotator.lifecycle"))
+
+    def for_run(self, job: str) -> Deps:
+        """The same ports for one run of ``job``: a fresh run id every event carries."""
+        run_id = uuid.uuid4().hex[:12]
+        log: structlog.stdlib.BoundLogger = get_logger("rotator.lifecycle", job=job, run_id=run_id)
+        return replace(self, job=job, run_id=run_id, log=log)
 
     def now(self) -> datetime:
         """The current time, from the injected clock."""
         return self.clock.now()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction, fenced: a writer that lost the lease writes nothing.
+
+        Raises:
+            LeaseLost: the lease is no longer held.
+        """
+        with self.sessions.begin() as session:
+            self.fence.check(session, self.now())
+            yield session
+
+    def audit_in(
+        self,
+        session: Session,
+        action: AuditAction,
+        subject: str,
+        outcome: AuditOutcome = AuditOutcome.SUCCESS,
+        **details: Any,
+    ) -> None:
+        """Record an audit event in the transaction of the change it records."""
+        self.audit.write(
+            session,
+            now=self.now(),
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            details=details,
+        )
 
     def retrying(self, what: str, call: Callable[[], T]) -> T:
         """Run an idempotent call, retrying a retryable failure with a short backoff.
@@ -65,19 +132,23 @@ class Deps:
                 if not exc.retryable or not waits:
                     raise
                 wait = waits.pop(0)
-                _log.warning(
-                    "elasticsearch_call_retried", what=what, error=exc.message, retry_in_s=wait
+                self.log.warning(
+                    LogEvent.ELASTICSEARCH_CALL_RETRIED,
+                    what=what,
+                    error=exc.message,
+                    retry_in_s=wait,
                 )
                 self.clock.sleep(wait)
 
-    def record_source_failure(self, source: str, error: str) -> tuple[int, datetime]:
+    def record_source_failure(
+        self, session: Session, source: str, error: str
+    ) -> tuple[int, datetime]:
         """Count one more failure of ``source`` and back it off; returns (failures, retry_at)."""
         now = self.now()
-        with self.sessions.begin() as session:
-            sources = SourceRepository(session)
-            failures = sources.require(source).failure_count + 1
-            retry_at = now + backoff_delay(failures, self.backoff_initial, self.backoff_max)
-            sources.record_failure(source, error, now=now, next_attempt_at=retry_at)
+        sources = SourceRepository(session)
+        failures = sources.require(source).failure_count + 1
+        retry_at = now + backoff_delay(failures, self.backoff_initial, self.backoff_max)
+        sources.record_failure(source, error, now=now, next_attempt_at=retry_at)
         return failures, retry_at
 
 

@@ -1,39 +1,47 @@
-"""The lifecycle: recover, gather, plan and execute once; one failing source never stops the others.
+"""The lifecycle job: recover, gather, plan and execute; one failing source never stops the others.
 
 The steps of a rotation live in :mod:`rotator.jobs.pipeline`, crash recovery in
-:mod:`rotator.jobs.recovery`; this module gathers what the planner needs, runs the planned actions
-in a bounded pool, and runs the actions that are not rotations (update, retire, orphans).
+:mod:`rotator.jobs.recovery`, gathering in :mod:`rotator.jobs.inventory`; this module runs the
+planned actions in a bounded pool through a table with one handler per action kind, runs the
+actions that are not rotations (update, retire, orphans), and ends every run with one summary
+event. Its entry point for the scheduler is :func:`run`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from rotator.audit import AuditLog
-from rotator.clock import Clock
-from rotator.errors import RotatorError, VerificationFailed
-from rotator.jobs.context import Checkpoint, Deps, SinkFactory, describe, no_checkpoint
+from rotator.errors import LeaseLost, RotatorError, VerificationFailed
+from rotator.jobs.context import Deps, describe
 from rotator.jobs.inventory import gather_inventory
 from rotator.jobs.pipeline import MANAGED_BY, RotationPipeline, owner_lacks
 from rotator.jobs.recovery import Recovery
 from rotator.jobs.rows import StepFailed, stored_overlap
-from rotator.log import get_logger
 from rotator.model import Action, ActionKind, EsStatus, Inventory, Reason, SourceSpec, iso
 from rotator.planner import plan
 from rotator.ports import Credential
 from rotator.store.models import ApiKeyState
 from rotator.store.repositories import ApiKeyRepository, SourceRepository, spec_fingerprint
+from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
-__all__ = ["JOB_KINDS", "MANAGED_BY", "Lifecycle", "Outcome", "RunReport", "StepFailed"]
-
-_log = get_logger("rotator.lifecycle")
+__all__ = [
+    "HANDLERS",
+    "JOB_KINDS",
+    "MANAGED_BY",
+    "JobContext",
+    "JobReport",
+    "Lifecycle",
+    "Outcome",
+    "StepFailed",
+    "run",
+]
 
 JOB_KINDS: dict[str, frozenset[ActionKind]] = {
     "provision": frozenset({ActionKind.PROVISION, ActionKind.HOLD, ActionKind.ALERT}),
@@ -72,64 +80,106 @@ class Outcome:
 
 
 @dataclass
-class RunReport:
-    """Everything one run did, and the sources left without a healthy key."""
+class JobReport:
+    """Everything one run of a job did; unhealthy sources are failed outcomes too."""
 
+    job: str = "lifecycle"
+    run_id: str = ""
     outcomes: list[Outcome] = field(default_factory=list)
+    duration_s: float = 0.0
+    stopped: str | None = None  # why the run stopped early (the lease was lost)
 
     @property
     def failed(self) -> list[Outcome]:
-        """The actions that did not succeed (unhealthy sources included)."""
+        """The actions that did not succeed."""
         return [o for o in self.outcomes if not o.ok]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Outcomes by action kind: ``{"rotate": {"ok": 2, "failed": 1}}``."""
+        tally: dict[str, Counter[str]] = defaultdict(Counter)
+        for o in self.outcomes:
+            tally[o.action.kind.value]["ok" if o.ok else "failed"] += 1
+        return {kind: dict(c) for kind, c in sorted(tally.items())}
+
+
+# A run report was called RunReport before jobs had names.
+RunReport = JobReport
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What the scheduler hands the lifecycle job for one run."""
+
+    deps: Deps
+    specs: Sequence[SourceSpec]
+    max_parallel: int = 4
+    forced: frozenset[str] = frozenset()
+    kinds: str = "all"
+
+
+def run(ctx: JobContext) -> JobReport:
+    """The lifecycle job's entry point: one pass over every source."""
+    lifecycle = Lifecycle(ctx.deps, max_parallel=ctx.max_parallel)
+    return lifecycle.run(ctx.specs, job=ctx.kinds, forced=ctx.forced)
+
+
+Handler = Callable[["Lifecycle", SourceSpec | None, Action], tuple[str, str | None]]
 
 
 class Lifecycle:
     """Keeps one current, verified, delivered key per source."""
 
-    def __init__(
-        self,
-        *,
-        sessions: sessionmaker[Session],
-        authority: Any,
-        clock: Clock,
-        audit: AuditLog,
-        sinks: SinkFactory,
-        backoff_initial: timedelta = timedelta(minutes=1),
-        backoff_max: timedelta = timedelta(hours=1),
-        max_parallel: int = 4,
-        checkpoint: Checkpoint | None = None,
-    ) -> None:
-        self._deps = Deps(
-            sessions=sessions,
-            authority=authority,
-            clock=clock,
-            audit=audit,
-            sinks=sinks,
-            backoff_initial=backoff_initial,
-            backoff_max=backoff_max,
-            checkpoint=checkpoint or no_checkpoint,
-        )
+    def __init__(self, deps: Deps, *, max_parallel: int = 4) -> None:
+        self._base = deps
+        self._deps = deps
         self._max_parallel = max_parallel
-        self._pipeline = RotationPipeline(self._deps)
-        self._recovery = Recovery(self._deps)
+        self._pipeline = RotationPipeline(deps)
+        self._recovery = Recovery(deps)
 
     # --- the run ---------------------------------------------------------------------------
 
     def run(
         self, specs: Sequence[SourceSpec], *, job: str = "all", forced: Iterable[str] = ()
-    ) -> RunReport:
+    ) -> JobReport:
         """Recover, gather, plan and execute once; then report every source left unhealthy."""
-        report = RunReport()
+        self._bind(self._base.for_run("lifecycle"))
+        started = self._deps.clock.monotonic()
+        report = JobReport(job="lifecycle", run_id=self._deps.run_id)
+        try:
+            self._run(specs, job, frozenset(forced), report)
+        except LeaseLost as exc:
+            report.stopped = exc.message
+            self._deps.log.warning(LogEvent.JOB_STOPPED_LEASE_LOST, error=exc.message)
+        finally:
+            report.duration_s = round(self._deps.clock.monotonic() - started, 3)
+            self._deps.log.info(
+                LogEvent.JOB_FINISHED,
+                counts=report.counts(),
+                failed=len(report.failed),
+                duration_s=report.duration_s,
+                stopped=report.stopped,
+            )
+        return report
+
+    def _run(
+        self, specs: Sequence[SourceSpec], job: str, forced: frozenset[str], report: JobReport
+    ) -> None:
         self.sync_specs(specs)
         report.outcomes.extend(
             Outcome(r.action, r.ok, r.detail, r.key_id) for r in self._recovery.run(specs)
         )
-        inventory = self.gather(specs, self._deps.now(), frozenset(forced))
+        inventory = self.gather(specs, self._deps.now(), forced)
         actions = plan(specs, inventory, self._deps.now())
         wanted = [a for a in actions if a.kind in JOB_KINDS[job]]
         report.outcomes.extend(self.execute(specs, wanted))
+        if self._deps.fence.lost:
+            raise LeaseLost("the leader lease was lost during the run; stopped")
         report.outcomes.extend(self.health(specs, inventory, report.outcomes))
-        return report
+
+    def _bind(self, deps: Deps) -> None:
+        self._deps = deps
+        self._pipeline = RotationPipeline(deps)
+        self._recovery = Recovery(deps)
 
     def plan(self, specs: Sequence[SourceSpec], *, forced: Iterable[str] = ()) -> list[Action]:
         """What ``run`` would do now (read-only: gathers from the store and Elasticsearch)."""
@@ -139,7 +189,7 @@ class Lifecycle:
     def sync_specs(self, specs: Sequence[SourceSpec]) -> None:
         """Record each source's desired state; a changed spec resets its failures."""
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             repo = SourceRepository(session)
             for spec in specs:
                 before = repo.get(spec.name)
@@ -189,54 +239,67 @@ class Lifecycle:
             return [outcome for group in results for outcome in group]
 
     def _run_group(self, specs: dict[str, SourceSpec], actions: list[Action]) -> list[Outcome]:
-        return [self._run_action(specs.get(a.source), a) for a in actions]
+        out = []
+        for action in actions:
+            if self._deps.fence.lost:  # another replica leads now: stop acting at once
+                break
+            out.append(self._run_action(specs.get(action.source), action))
+        return out
 
     def _run_action(self, spec: SourceSpec | None, action: Action) -> Outcome:
-        log = _log.bind(source=action.source, action=action.kind.value, reason=action.reason.value)
+        log = self._deps.log.bind(
+            source=action.source, action=action.kind.value, reason=action.reason.value
+        )
         try:
-            detail, key_id = self._dispatch(spec, action)
+            detail, key_id = HANDLERS[action.kind](self, spec, action)
         except RotatorError as exc:
-            log.error("action failed", error=exc.message, key_id=action.key_id)
+            log.error(LogEvent.ACTION_FAILED, error=exc.message, key_id=action.key_id)
             return Outcome(action, False, exc.message)
         except Exception as exc:
-            log.error("action failed unexpectedly", key_id=action.key_id, exc_info=exc)
+            log.error(LogEvent.ACTION_FAILED_UNEXPECTEDLY, key_id=action.key_id, exc_info=exc)
             return Outcome(action, False, describe(exc))
-        log.info(detail, key_id=action.key_id, new_key_id=key_id)
+        log.info(LogEvent.ACTION_SUCCEEDED, detail=detail, key_id=action.key_id, new_key_id=key_id)
         return Outcome(action, True, detail, key_id)
 
-    def _dispatch(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
-        kind = action.kind
-        if kind in (ActionKind.PROVISION, ActionKind.ROTATE):
-            return self._pipeline.replace(_need(spec, action), action)
-        if kind is ActionKind.UPDATE:
-            return self._update(_need(spec, action), action), None
-        if kind is ActionKind.RETIRE:
-            return self._retire(spec, action), None
-        if kind is ActionKind.RETIRE_SOURCE:
-            return self._retire_source(action), None
-        if kind is ActionKind.INVALIDATE_ORPHAN:
-            return self._invalidate_orphan(action), None
-        if kind is ActionKind.ALERT:
-            _log.error(
-                "key expires soon and rotation keeps failing",
-                source=action.source,
-                key_id=action.key_id,
-                detail=action.detail,
-                action="alert",
-            )
-            return "alerted", None
-        if kind is ActionKind.HOLD:
-            return f"backing off: {action.detail}", None
-        raise StepFailed(f"no handler for action {kind.value}")
+    def _replace(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
+        detail, key_id = self._pipeline.replace(_need(spec, action), action)
+        return detail, key_id
+
+    def _alert(self, _spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
+        self._deps.log.error(
+            LogEvent.KEY_EXPIRING_WHILE_FAILING,
+            source=action.source,
+            key_id=action.key_id,
+            detail=action.detail,
+        )
+        return "alerted", None
+
+    def _hold(self, _spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
+        return f"backing off: {action.detail}", None
+
+    def _resume(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
+        results = self._recovery.run([spec] if spec is not None else [], source=action.source)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise StepFailed(failed[0].detail)
+        return "; ".join(r.detail for r in results) or "nothing left to recover", None
+
+    def _check_health(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
+        with self._deps.sessions() as session:
+            problem = _unhealthy(session, action.source, {}, self._deps.now())
+        if problem is not None:
+            raise StepFailed(problem)
+        return "healthy", None
 
     # --- other actions ---------------------------------------------------------------------
 
-    def _update(self, spec: SourceSpec, action: Action) -> str:
+    def _update(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
         """Change the key's privileges in place, then verify them as a new key's are verified.
 
         The key's secret is not kept, so its effective privileges are checked as what they are:
         the role descriptors read back, intersected with what rotator's own identity holds.
         """
+        spec = _need(spec, action)
         key_id = action.key_id or ""
         authority = self._deps.authority
         wanted = spec.role_descriptors
@@ -251,32 +314,31 @@ class Lifecycle:
                     f"key {key_id} was updated but lacks privileges its source needs{lacks}"
                 )
         except RotatorError as exc:
-            _failures, retry_at = self._deps.record_source_failure(spec.name, exc.message)
-            self._deps.audit.record(
-                now=self._deps.now(),
-                action="key.update_failed",
-                subject=spec.name,
-                outcome="failure",
-                details={"key_id": key_id, "error": exc.message, "next_attempt_at": iso(retry_at)},
-            )
+            with self._deps.write() as session:
+                _n, retry_at = self._deps.record_source_failure(session, spec.name, exc.message)
+                self._deps.audit_in(
+                    session,
+                    AuditAction.KEY_UPDATE_FAILED,
+                    spec.name,
+                    AuditOutcome.FAILURE,
+                    key_id=key_id,
+                    error=exc.message,
+                    next_attempt_at=iso(retry_at),
+                )
             raise
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             row = ApiKeyRepository(session).get_by_es_id(key_id)
             if row is not None:
                 row.config_fingerprint = spec.privileges_fingerprint
                 row.updated_at = now
             SourceRepository(session).reset_failures(spec.name, now)
-        self._deps.audit.record(
-            now=now,
-            action="key.updated",
-            subject=spec.name,
-            outcome="success",
-            details={"key_id": key_id, "role_descriptors": wanted},
-        )
-        return f"updated the privileges of {key_id} in place and verified them"
+            self._deps.audit_in(
+                session, AuditAction.KEY_UPDATED, spec.name, key_id=key_id, role_descriptors=wanted
+            )
+        return f"updated the privileges of {key_id} in place and verified them", None
 
-    def _retire(self, spec: SourceSpec | None, action: Action) -> str:
+    def _retire(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
         key_id = action.key_id or ""
         if spec is not None:
             current = self._current_view(spec)
@@ -284,21 +346,22 @@ class Lifecycle:
                 s.name for s in self._deps.sinks(spec) if current and not s.acknowledge(current)
             ]
             if waiting:
-                return f"kept {key_id}: waiting for {', '.join(waiting)} to acknowledge the new key"
+                names = ", ".join(waiting)
+                return f"kept {key_id}: waiting for {names} to acknowledge the new key", None
         self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate([key_id]))
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             row = ApiKeyRepository(session).get_by_es_id(key_id)
             if row is not None and row.state is not ApiKeyState.INVALIDATED:
                 ApiKeyRepository(session).transition(row, ApiKeyState.INVALIDATED, now)
-        self._deps.audit.record(
-            now=now,
-            action="key.invalidated",
-            subject=action.source,
-            outcome="success",
-            details={"key_id": key_id, "reason": action.reason.value},
-        )
-        return f"invalidated {key_id} after its overlap"
+            self._deps.audit_in(
+                session,
+                AuditAction.KEY_INVALIDATED,
+                action.source,
+                key_id=key_id,
+                reason=action.reason.value,
+            )
+        return f"invalidated {key_id} after its overlap", None
 
     def _current_view(self, spec: SourceSpec) -> Credential | None:
         """The source's current key as an acknowledgement sees it: ids only, never a secret."""
@@ -315,9 +378,9 @@ class Lifecycle:
                 expiration=row.expires_at,
             )
 
-    def _retire_source(self, action: Action) -> str:
+    def _retire_source(self, _spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             source = SourceRepository(session).get(action.source)
             overlap = stored_overlap(source)
             keys = ApiKeyRepository(session)
@@ -328,32 +391,47 @@ class Lifecycle:
                 row.retire_at = now + overlap
             if source is not None and source.retired_at is None:
                 source.retired_at = now
-        self._deps.audit.record(
-            now=now,
-            action="source.removed",
-            subject=action.source,
-            outcome="success",
-            details={"key_id": action.key_id, "retire_at": iso(now + overlap)},
-        )
-        return f"source removed: {action.key_id} will be invalidated at {iso(now + overlap)}"
+            self._deps.audit_in(
+                session,
+                AuditAction.SOURCE_REMOVED,
+                action.source,
+                key_id=action.key_id,
+                retire_at=iso(now + overlap),
+            )
+        when = iso(now + overlap)
+        return f"source removed: {action.key_id} will be invalidated at {when}", None
 
-    def _invalidate_orphan(self, action: Action) -> str:
+    def _invalidate_orphan(
+        self, _spec: SourceSpec | None, action: Action
+    ) -> tuple[str, str | None]:
         key_id = action.key_id or ""
         self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate([key_id]))
-        self._deps.audit.record(
-            now=self._deps.now(),
-            action="key.invalidated",
-            subject="-",
-            outcome="success",
-            details={"key_id": key_id, "reason": "orphaned"},
-        )
-        return f"invalidated untracked key {key_id} (its secret was never delivered)"
+        with self._deps.write() as session:
+            self._deps.audit_in(
+                session, AuditAction.KEY_INVALIDATED, "-", key_id=key_id, reason="orphaned"
+            )
+        return f"invalidated untracked key {key_id} (its secret was never delivered)", None
 
     # --- recovery --------------------------------------------------------------------------
 
     def recover(self, specs: Sequence[SourceSpec]) -> list[Outcome]:
         """Resume or compensate every rotation a crash or a lost answer left unfinished."""
         return [Outcome(r.action, r.ok, r.detail, r.key_id) for r in self._recovery.run(specs)]
+
+
+# One handler per action kind; a kind without one is a bug the test of this table catches.
+HANDLERS: dict[ActionKind, Handler] = {
+    ActionKind.PROVISION: Lifecycle._replace,
+    ActionKind.ROTATE: Lifecycle._replace,
+    ActionKind.UPDATE: Lifecycle._update,
+    ActionKind.RETIRE: Lifecycle._retire,
+    ActionKind.RETIRE_SOURCE: Lifecycle._retire_source,
+    ActionKind.RESUME: Lifecycle._resume,
+    ActionKind.INVALIDATE_ORPHAN: Lifecycle._invalidate_orphan,
+    ActionKind.HOLD: Lifecycle._hold,
+    ActionKind.ALERT: Lifecycle._alert,
+    ActionKind.HEALTH: Lifecycle._check_health,
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -11,23 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from rotator.errors import RotatorError, VerificationFailed
 from rotator.jobs import rows
 from rotator.jobs.context import CREATE_WAITS, Deps, describe
 from rotator.jobs.rows import StepFailed
-from rotator.log import get_logger
-from rotator.model import Action, ActionKind, Reason, SourceSpec
+from rotator.model import Action, ActionKind, Reason, SourceSpec, iso
 from rotator.planner import jitter_for, renewal_at
 from rotator.ports import Credential, DeliveryReceipt, Sink
 from rotator.scoping import VerificationSet
 from rotator.store.models import ApiKey, ApiKeyState, RotationState
 from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
+from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
 MANAGED_BY = "rotator"
 # Waits between delivery attempts to one sink within a rotation (seconds).
 DELIVERY_BACKOFF = (1.0, 2.0)
-
-_log = get_logger("rotator.lifecycle")
 
 
 @dataclass
@@ -65,11 +65,9 @@ class RotationPipeline:
         try:
             self._record_created(attempt, credential)
             cp("key-recorded")
-            self._verify(spec, credential)
-            self._advance(attempt, ApiKeyState.VERIFIED, RotationState.VERIFIED)
+            self._verify(attempt, credential)
             cp("key-verified")
             self._deliver(attempt, credential)
-            self._advance(attempt, ApiKeyState.DELIVERED, RotationState.DELIVERED)
             cp("key-delivered")
             self._activate(attempt)
             cp("key-activated")
@@ -81,18 +79,22 @@ class RotationPipeline:
     # --- steps -----------------------------------------------------------------------------
 
     def _audit_drift(self, spec: SourceSpec, action: Action) -> None:
-        _log.warning("key_drifted", source=spec.name, key_id=action.key_id, detail=action.detail)
-        self._deps.audit.record(
-            now=self._deps.now(),
-            action="key.drifted",
-            subject=spec.name,
-            outcome="warning",
-            details={"key_id": action.key_id, "detail": action.detail},
+        self._deps.log.warning(
+            LogEvent.KEY_DRIFTED, source=spec.name, key_id=action.key_id, detail=action.detail
         )
+        with self._deps.write() as session:
+            self._deps.audit_in(
+                session,
+                AuditAction.KEY_DRIFTED,
+                spec.name,
+                AuditOutcome.WARNING,
+                key_id=action.key_id,
+                detail=action.detail,
+            )
 
     def _begin(self, spec: SourceSpec, action: Action) -> Attempt:
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             generation = SourceRepository(session).bump_generation(spec.name, now)
             rotation = RotationRepository(session).start(
                 spec.name, action.reason.value, now, previous_key_es_id=action.key_id
@@ -114,19 +116,16 @@ class RotationPipeline:
             ApiKeyRepository(session).transition(row, ApiKeyState.CREATING, now)
             RotationRepository(session).advance(rotation, RotationState.CREATING, now)
             attempt = Attempt(spec, rotation.id, row.id, name, generation)
-        self._deps.audit.record(
-            now=now,
-            action="rotation.started",
-            subject=spec.name,
-            outcome="success",
-            details={
-                "rotation_id": attempt.rotation_id,
-                "reason": action.reason.value,
-                "previous_key_id": action.key_id,
-                "key_name": name,
-                "justification": spec.justification,
-            },
-        )
+            self._deps.audit_in(
+                session,
+                AuditAction.ROTATION_STARTED,
+                spec.name,
+                rotation_id=attempt.rotation_id,
+                reason=action.reason.value,
+                previous_key_id=action.key_id,
+                key_name=name,
+                justification=spec.justification,
+            )
         return attempt
 
     def _create(self, attempt: Attempt) -> Credential:
@@ -144,8 +143,8 @@ class RotationPipeline:
                 settled = self._reconcile_lost_create(attempt)
                 if retry and settled:
                     wait = waits.pop(0)
-                    _log.warning(
-                        "key_create_retried",
+                    self._deps.log.warning(
+                        LogEvent.KEY_CREATE_RETRIED,
                         source=attempt.spec.name,
                         error=describe(exc),
                         retry_in_s=wait,
@@ -182,14 +181,18 @@ class RotationPipeline:
             ids = [k.id for k in found]
             if ids:
                 self._deps.retrying("invalidate", lambda: authority.invalidate(ids))
-                _log.warning("lost_key_invalidated", source=attempt.spec.name, key_ids=ids)
+                self._deps.log.warning(
+                    LogEvent.LOST_KEY_INVALIDATED, source=attempt.spec.name, key_ids=ids
+                )
         except RotatorError:
             return False
         return True
 
     def _fail_create(self, attempt: Attempt, exc: Exception, settled: bool) -> None:
         if not isinstance(exc, RotatorError):
-            _log.error("key_create_unexpected_error", source=attempt.spec.name, exc_info=exc)
+            self._deps.log.error(
+                LogEvent.KEY_CREATE_UNEXPECTED_ERROR, source=attempt.spec.name, exc_info=exc
+            )
         # Unsettled, the rotation stays open: the next run looks the key up by its rotation id.
         resolution = "invalidated" if settled else "unresolved"
         self._failed(attempt, f"create: {describe(exc)}", resolution)
@@ -199,7 +202,7 @@ class RotationPipeline:
         now = self._deps.now()
         expires = credential.expiration or now + spec.lifetime
         renewal = renewal_at(expires, spec.rotate_before, spec.jitter, credential.id)
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             ApiKeyRepository(session).record_created(
                 rows.key_row(session, attempt.row_id),
                 es_id=credential.id,
@@ -216,15 +219,17 @@ class RotationPipeline:
                 new_key_es_id=credential.id,
             )
 
-    def _advance(self, attempt: Attempt, key: ApiKeyState, rotation: RotationState) -> None:
+    def _advance(
+        self, session: Session, attempt: Attempt, key: ApiKeyState, rotation: RotationState
+    ) -> None:
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
-            ApiKeyRepository(session).transition(rows.key_row(session, attempt.row_id), key, now)
-            RotationRepository(session).advance(
-                rows.rotation_row(session, attempt.rotation_id), rotation, now
-            )
+        ApiKeyRepository(session).transition(rows.key_row(session, attempt.row_id), key, now)
+        RotationRepository(session).advance(
+            rows.rotation_row(session, attempt.rotation_id), rotation, now
+        )
 
-    def _verify(self, spec: SourceSpec, credential: Credential) -> None:
+    def _verify(self, attempt: Attempt, credential: Credential) -> None:
+        spec = attempt.spec
         checks = spec.verification
         authority = self._deps.authority
         answer = self._deps.retrying(
@@ -238,18 +243,14 @@ class RotationPipeline:
                 + "; ".join(wrong)
                 + owner_lacks(self._deps, checks)
             )
-        self._deps.audit.record(
-            now=self._deps.now(),
-            action="key.verified",
-            subject=spec.name,
-            outcome="success",
-            details={"key_id": credential.id},
-        )
+        with self._deps.write() as session:
+            self._advance(session, attempt, ApiKeyState.VERIFIED, RotationState.VERIFIED)
+            self._deps.audit_in(session, AuditAction.KEY_VERIFIED, spec.name, key_id=credential.id)
 
     def _deliver(self, attempt: Attempt, credential: Credential) -> None:
         spec = attempt.spec
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             ApiKeyRepository(session).mark_delivery_started(
                 rows.key_row(session, attempt.row_id), now
             )
@@ -259,19 +260,22 @@ class RotationPipeline:
             self._deps.checkpoint("sink-returned")
             self._record_receipt(attempt, sink.name, receipt)
             self._deps.checkpoint("sink-delivered")
-            self._deps.audit.record(
-                now=self._deps.now(),
-                action="key.delivered",
-                subject=spec.name,
-                outcome="success",
-                details={"key_id": credential.id, "sink": receipt.sink, "target": receipt.target},
-            )
+        with self._deps.write() as session:
+            self._advance(session, attempt, ApiKeyState.DELIVERED, RotationState.DELIVERED)
 
     def _record_receipt(self, attempt: Attempt, sink: str, receipt: DeliveryReceipt) -> None:
         now = self._deps.now()
         entry = receipt_entry(sink, receipt, now.isoformat())
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             ApiKeyRepository(session).add_receipt(rows.key_row(session, attempt.row_id), entry, now)
+            self._deps.audit_in(
+                session,
+                AuditAction.KEY_DELIVERED,
+                attempt.spec.name,
+                key_id=attempt.credential.id if attempt.credential else None,
+                sink=receipt.sink,
+                target=receipt.target,
+            )
 
     def _deliver_to(self, sink: Sink, credential: Credential) -> DeliveryReceipt:
         """Deliver to one sink, retrying a retryable failure with a short backoff."""
@@ -283,15 +287,15 @@ class RotationPipeline:
                 if not waits or not exc.retryable:
                     raise
                 wait = waits.pop(0)
-                _log.warning(
-                    "delivery failed; retrying", sink=sink.name, error=exc.message, retry_in_s=wait
+                self._deps.log.warning(
+                    LogEvent.DELIVERY_RETRIED, sink=sink.name, error=exc.message, retry_in_s=wait
                 )
                 self._deps.clock.sleep(wait)
 
     def _activate(self, attempt: Attempt) -> None:
         spec = attempt.spec
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             row = rows.key_row(session, attempt.row_id)
             retired = rows.activate(
                 session,
@@ -302,19 +306,15 @@ class RotationPipeline:
                 spec.overlap,
             )
             SourceRepository(session).reset_failures(spec.name, now)
-            key_id = row.es_id
-        self._deps.audit.record(
-            now=now,
-            action="key.activated",
-            subject=spec.name,
-            outcome="success",
-            details={
-                "key_id": key_id,
-                "rotation_id": attempt.rotation_id,
-                "retiring": retired,
-                "retire_at": (now + spec.overlap).isoformat(),
-            },
-        )
+            self._deps.audit_in(
+                session,
+                AuditAction.KEY_ACTIVATED,
+                spec.name,
+                key_id=row.es_id,
+                rotation_id=attempt.rotation_id,
+                retiring=retired,
+                retire_at=iso(now + spec.overlap),
+            )
 
     # --- failures --------------------------------------------------------------------------
 
@@ -324,7 +324,9 @@ class RotationPipeline:
         Returns the whole story in one line (what failed, and what became of the new key).
         """
         if not isinstance(exc, RotatorError):
-            _log.error("rotation_unexpected_error", source=attempt.spec.name, exc_info=exc)
+            self._deps.log.error(
+                LogEvent.ROTATION_UNEXPECTED_ERROR, source=attempt.spec.name, exc_info=exc
+            )
         error = describe(exc)
         try:
             if attempt.receipts:
@@ -334,8 +336,10 @@ class RotationPipeline:
         except Exception as inner:
             # The store may be what failed: the rotation stays open for the next run's recovery,
             # and a key no sink took is invalidated now rather than left valid meanwhile.
-            _log.error(
-                "rotation_failure_not_recorded", source=attempt.spec.name, error=describe(inner)
+            self._deps.log.error(
+                LogEvent.ROTATION_FAILURE_NOT_RECORDED,
+                source=attempt.spec.name,
+                error=describe(inner),
             )
             if not attempt.receipts and attempt.credential is not None:
                 self._invalidate_quietly(attempt.credential.id)
@@ -345,7 +349,7 @@ class RotationPipeline:
         try:
             self._deps.authority.invalidate([key_id])
         except Exception as exc:
-            _log.error("compensation_failed", key_id=key_id, error=describe(exc))
+            self._deps.log.error(LogEvent.COMPENSATION_FAILED, key_id=key_id, error=describe(exc))
 
     def _compensate(self, attempt: Attempt, error: str) -> str:
         ids = [attempt.credential.id] if attempt.credential is not None else []
@@ -366,30 +370,27 @@ class RotationPipeline:
         sinks took it: it stays valid for them until a newer key reaches every sink).
         """
         spec = attempt.spec
-        failures, retry_at = self._deps.record_source_failure(spec.name, error)
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
+            failures, retry_at = self._deps.record_source_failure(session, spec.name, error)
             rows.settle_failed(session, attempt.row_id, attempt.rotation_id, error, resolution, now)
-        _log.error(
-            "rotation failed; the previous key keeps serving",
+            self._deps.audit_in(
+                session,
+                AuditAction.ROTATION_FAILED,
+                spec.name,
+                AuditOutcome.FAILURE,
+                rotation_id=attempt.rotation_id,
+                error=error,
+                new_key=resolution,
+                next_attempt_at=iso(retry_at),
+            )
+        self._deps.log.error(
+            LogEvent.ROTATION_FAILED,
             source=spec.name,
             error=error,
-            next_attempt_at=retry_at.isoformat(),
+            next_attempt_at=iso(retry_at),
             failures=failures,
             new_key=resolution,
-            action="rotation.failed",
-        )
-        self._deps.audit.record(
-            now=now,
-            action="rotation.failed",
-            subject=spec.name,
-            outcome="failure",
-            details={
-                "rotation_id": attempt.rotation_id,
-                "error": error,
-                "new_key": resolution,
-                "next_attempt_at": retry_at.isoformat(),
-            },
         )
 
 

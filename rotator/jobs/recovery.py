@@ -19,12 +19,10 @@ from rotator.errors import RotatorError
 from rotator.jobs import rows
 from rotator.jobs.context import Deps, describe
 from rotator.jobs.rows import StepFailed
-from rotator.log import get_logger
 from rotator.model import Action, ActionKind, Reason, SourceSpec
 from rotator.store.models import ApiKeyState, RotationState
 from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
-
-_log = get_logger("rotator.lifecycle")
+from rotator.vocabulary import AuditAction, LogEvent
 
 
 @dataclass(frozen=True)
@@ -76,11 +74,14 @@ class Recovery:
                 )
             return out
 
-    def run(self, specs: Sequence[SourceSpec]) -> list[Recovered]:
-        """Settle every unfinished rotation; one that fails is reported and retried next run."""
+    def run(self, specs: Sequence[SourceSpec], *, source: str | None = None) -> list[Recovered]:
+        """Settle every unfinished rotation (of one source, if given); one that fails is
+        reported and retried on the next run."""
         by_name = {s.name: s for s in specs}
         outcomes = []
         for item in self.pending():
+            if source is not None and item.source != source:
+                continue
             action = Action(
                 ActionKind.RESUME,
                 item.source,
@@ -94,9 +95,11 @@ class Recovery:
                 outcomes.append(Recovered(action, True, detail, item.new_key))
             except Exception as exc:
                 if not isinstance(exc, RotatorError):
-                    _log.error("recovery_unexpected_error", source=item.source, exc_info=exc)
-                _log.error(
-                    "recovery failed",
+                    self._deps.log.error(
+                        LogEvent.RECOVERY_UNEXPECTED_ERROR, source=item.source, exc_info=exc
+                    )
+                self._deps.log.error(
+                    LogEvent.RECOVERY_FAILED,
                     source=item.source,
                     rotation_id=item.rotation_id,
                     error=describe(exc),
@@ -131,7 +134,7 @@ class Recovery:
     def _activate(self, item: Interrupted, why: str) -> str:
         now = self._deps.now()
         new_key = item.new_key or ""
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             row = ApiKeyRepository(session).get_by_es_id(new_key)
             if row is None:
                 raise StepFailed(f"rotation {item.rotation_id}: key {new_key} is not in the store")
@@ -139,13 +142,14 @@ class Recovery:
             rotation = rows.rotation_row(session, item.rotation_id)
             rows.activate(session, item.source, row, rotation, now, overlap)
             SourceRepository(session).reset_failures(item.source, now)
-        self._deps.audit.record(
-            now=now,
-            action="key.activated",
-            subject=item.source,
-            outcome="success",
-            details={"key_id": new_key, "rotation_id": item.rotation_id, "recovered": True},
-        )
+            self._deps.audit_in(
+                session,
+                AuditAction.KEY_ACTIVATED,
+                item.source,
+                key_id=new_key,
+                rotation_id=item.rotation_id,
+                recovered=True,
+            )
         return f"activated {new_key}, which {why}"
 
     def _valid_keys_of(self, rotation_id: str) -> list[str]:
@@ -166,18 +170,18 @@ class Recovery:
     ) -> None:
         """Settle the rotation's key row and mark the rotation compensated, then audit it."""
         now = self._deps.now()
-        with self._deps.sessions.begin() as session:
+        with self._deps.write() as session:
             settle(session, now)
             rotation = rows.rotation_row(session, item.rotation_id)
             rotation.last_error = note
             RotationRepository(session).advance(rotation, RotationState.COMPENSATED, now)
-        self._deps.audit.record(
-            now=now,
-            action="rotation.compensated",
-            subject=item.source,
-            outcome="success",
-            details={"rotation_id": item.rotation_id, **details},
-        )
+            self._deps.audit_in(
+                session,
+                AuditAction.ROTATION_COMPENSATED,
+                item.source,
+                rotation_id=item.rotation_id,
+                **details,
+            )
 
 
 def _all_sinks_took_it(spec: SourceSpec, item: Interrupted, deps: Deps) -> bool:

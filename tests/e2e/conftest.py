@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from rotator.app import build_lifecycle
 from rotator.clock import ManualClock
 from rotator.config import Config, parse_config
-from rotator.executor import Lifecycle
+from rotator.jobs.lifecycle import Lifecycle
 from rotator.model import SourceSpec, specs_from_config
 from rotator.sandbox import Sandbox
 from rotator.store import db

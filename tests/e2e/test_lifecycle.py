@@ -216,14 +216,14 @@ def test_expiring_while_failing_is_reported_at_error_level_on_every_run(world: W
     world.advance(timedelta(days=29, hours=12))  # 12h before expiry, inside critical_before
     with structlog.testing.capture_logs() as logs:
         lifecycle.run(world.specs)  # the first failure is itself an error
-    failed = [e for e in logs if e["event"] == "rotation failed; the previous key keeps serving"]
+    failed = [e for e in logs if e["event"] == "rotation_failed"]
     assert {e["source"] for e in failed} == set(SOURCES)
     assert all(e["log_level"] == "error" for e in failed)
     world.advance(timedelta(hours=2))
     for _ in range(2):
         with structlog.testing.capture_logs() as logs:
             lifecycle.run(world.specs)
-        alerts = [e for e in logs if e["event"] == "key expires soon and rotation keeps failing"]
+        alerts = [e for e in logs if e["event"] == "key_expiring_while_failing"]
         assert {e["source"] for e in alerts} == set(SOURCES)
         assert all(e["log_level"] == "error" for e in alerts)
         world.advance(timedelta(hours=2))  # past the backoff, so the next run tries again

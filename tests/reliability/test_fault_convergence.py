@@ -64,10 +64,13 @@ def converge(world: World, specs: list, runs: int = RUNS) -> int:  # type: ignor
     return 0
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_provisioning_and_rotation_converge_under_faults(world: World, seed: int) -> None:
+@pytest.mark.parametrize("retries", [0, 2], ids=["client-retries-0", "client-retries-2"])
+@pytest.mark.parametrize("seed", range(6))
+def test_provisioning_and_rotation_converge_under_faults(
+    world: World, seed: int, retries: int
+) -> None:
     text = config_text(world.sandbox.url, world.out, str(world.engine.url)).replace(
-        "max_retries: 0", "max_retries: 2"
+        "max_retries: 0", f"max_retries: {retries}"
     )
     specs = specs_from_config(parse_config(text))
     world.config = parse_config(text)

@@ -285,7 +285,7 @@ def test_a_stuck_recovery_does_not_silence_the_expiry_alert(world: World) -> Non
     world.sandbox.add_faults([{"method": "DELETE", "path": "/_security/api_key", "status": 503}])
     with structlog.testing.capture_logs() as logs:
         lifecycle.run(world.specs)
-    alerts = [e for e in logs if e["event"] == "key expires soon and rotation keeps failing"]
+    alerts = [e for e in logs if e["event"] == "key_expiring_while_failing"]
     assert "web" in {e["source"] for e in alerts}
 
 
