@@ -308,7 +308,7 @@ def cmd_sandbox_demo(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.load()
     # The story goes to standard output; only warnings and errors go to the log.
     log.configure(level=ctx.log_level or "warning", fmt=ctx.log_format or config.log.format)
-    return run_demo(ctx.emit, version=args.version)
+    return run_demo(ctx.emit, version=args.version, work_dir=Path(args.dir) if args.dir else None)
 
 
 def not_yet(feature: str) -> Handler:
@@ -455,9 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="provision, rotate and retire keys against an in-process sandbox",
         description="Start an in-process sandbox, create a rotator user with only the role the "
         "README recommends, provision the sources of rotator/demo.yaml into a temporary "
-        "directory, move both clocks past renewal and past the overlap, and print each step.",
+        "directory (or --dir), move both clocks past renewal and past the overlap, and print "
+        "each step.",
     )
     demo.add_argument("--version", default="8.17.4", help="Elasticsearch version to emulate")
+    demo.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="keep the store and the delivered credentials in DIR (default: a temporary "
+        "directory, removed at the end)",
+    )
     demo.set_defaults(handler=cmd_sandbox_demo, verb_name="sandbox demo")
     return parser
 
