@@ -42,12 +42,9 @@ class Cluster:
         """A client with the given auth (the superuser's when none is given)."""
         if not auth:
             auth = {"basic_auth": (self.username, self.password)}
-        return Elasticsearch(
-            self.url,
-            ca_certs=self.ca_certs,
-            request_timeout=30,
-            **auth,  # type: ignore[arg-type]
-        )
+        if self.ca_certs is not None:
+            auth["ca_certs"] = self.ca_certs
+        return Elasticsearch(self.url, request_timeout=30, **auth)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

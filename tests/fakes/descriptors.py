@@ -50,7 +50,7 @@ def _descriptor(name: str, body: Any) -> dict[str, Any]:
         try:
             validate_cluster(privilege)
         except UnknownPrivilege as exc:
-            raise InvalidDescriptor(f"Validation Failed: 1: {exc};") from None
+            raise InvalidDescriptor(str(exc)) from None
     entries = body.get("indices", body.get("index", []))
     if not isinstance(entries, list):
         raise InvalidDescriptor(f"failed to parse indices privileges for role [{name}]")
@@ -89,7 +89,7 @@ def _index(role: str, entry: Any) -> dict[str, Any]:
     try:
         index_actions(privileges)
     except UnknownPrivilege as exc:
-        raise InvalidDescriptor(f"Validation Failed: 1: {exc};") from None
+        raise InvalidDescriptor(str(exc)) from None
     return {"names": names, "privileges": privileges, "allow_restricted_indices": False}
 
 
