@@ -30,12 +30,15 @@ class Limits:
         idle_timeout_s: how long a connection may stay silent (between requests or mid-request).
         request_timeout_s: how long one request (head and body) may take to arrive once started.
         max_connections: open connections served at once; more are answered 503 and closed.
+
+    The defaults leave room for test suites that open a client per check and keep its
+    connections alive until they idle out (Elasticsearch itself sets no cap).
     """
 
     max_body: int = MAX_BODY
-    idle_timeout_s: float = 60.0
+    idle_timeout_s: float = 30.0
     request_timeout_s: float = 120.0
-    max_connections: int = 64
+    max_connections: int = 512
 
 
 class Reader(Protocol):
