@@ -22,7 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
-        batch.add_column(sa.Column("delivery_started_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("delivery_started_at", sa.DateTime(timezone=True), nullable=True)
+        )
         batch.add_column(sa.Column("deliveries_json", sa.JSON(), nullable=True))
 
 
