@@ -286,7 +286,11 @@ def _missing_sqlite_file(url: URL) -> bool:
     if url.get_backend_name() != "sqlite" or url.query.get("uri"):
         return False
     database = url.database or ""
-    return database not in ("", ":memory:") and not Path(database).exists()
+    if database in ("", ":memory:"):
+        return False
+    # A missing directory is left to SQLite, which says it cannot open the file (and creates none).
+    path = Path(database)
+    return path.parent.is_dir() and not path.exists()
 
 
 def head_revision() -> str:
