@@ -227,11 +227,41 @@ def cmd_once(args: argparse.Namespace, ctx: Context) -> int:
 
     config, engine, (lifecycle, clock) = _lifecycle_context(ctx)
     try:
-        with commands.leadership(engine, clock):
-            outcomes = commands.run_once(lifecycle, commands.specs(config), args.job)
+        with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
+            outcomes = commands.run_once(lifecycle, commands.specs(config), args.job, fence=lease)
     finally:
         engine.dispose()
     return _emit_outcomes(ctx, args, outcomes)
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    """The daemon: preflight, then every job on its schedule until a signal stops it."""
+    from rotator.app import open_current_store
+    from rotator.clock import SystemClock
+    from rotator.service import Service
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    try:
+        path = ctx.config_path
+
+        def reload() -> Config:
+            return load_config(path) if path is not None else validate_config({}, "(defaults)")
+
+        service = Service(config, engine, SystemClock(), load_config=reload)
+        problems = service.preflight()
+        if problems:
+            for problem in problems:
+                print(problem, file=ctx.stderr)
+            print(
+                f"rotator run: {len(problems)} problem(s) found before starting; nothing was "
+                "scheduled",
+                file=ctx.stderr,
+            )
+            return EXIT_USAGE
+        return service.serve()
+    finally:
+        engine.dispose()
 
 
 def cmd_rotate(args: argparse.Namespace, ctx: Context) -> int:
@@ -245,8 +275,8 @@ def cmd_rotate(args: argparse.Namespace, ctx: Context) -> int:
         if args.dry_run:
             actions = [a for a in lifecycle.plan(specs, forced=forced) if a.source in forced]
             return _emit_plan(ctx, args, actions)
-        with commands.leadership(engine, clock):
-            outcomes = commands.run_once(lifecycle, specs, "all", forced)
+        with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
+            outcomes = commands.run_once(lifecycle, specs, "all", forced, fence=lease)
     finally:
         engine.dispose()
     return _emit_outcomes(ctx, args, outcomes)
@@ -387,8 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb(
         "run",
-        not_yet("the scheduler service"),
-        "run the daemon: all jobs on their schedules (not in this version)",
+        cmd_run,
+        "run the daemon: every job on its schedule, under the leader lease, until SIGTERM",
     )
     once = verb("once", cmd_once, "run the jobs once and exit (0 ok, 1 some actions failed)")
     once.add_argument("job", nargs="?", choices=("provision", "rotate", "all"), default="all")

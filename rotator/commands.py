@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 
 from rotator.clock import Clock
 from rotator.config import Config
-from rotator.errors import DependencyUnavailable, RotatorError, UsageError
+from rotator.errors import RotatorError, UsageError
+from rotator.jobs.context import Fence
 from rotator.jobs.lifecycle import MANAGED_BY, Lifecycle, Outcome
+from rotator.leader import LeaderLease, Renewer
 from rotator.log import get_logger
 from rotator.model import Action, ActionKind, SourceSpec, iso, specs_from_config
 from rotator.ports import KeyAuthority, KeyInfo
@@ -25,42 +27,28 @@ from rotator.store.repositories import ApiKeyRepository, RotationRepository, Sou
 
 _log = get_logger("rotator.status")
 
-LEASE_NAME = "lifecycle"
-# A one-off run holds the lease at most this long; a daemon renews it on its own schedule.
-RUN_LEASE = timedelta(minutes=15)
-
-
-def holder_id() -> str:
-    """Who holds the lease: host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
 
 @contextmanager
-def leadership(engine: Engine, clock: Clock) -> Iterator[None]:
-    """Hold the lifecycle lease for one run, so two rotators never rotate the same source.
+def leadership(engine: Engine, clock: Clock, ttl: timedelta) -> Iterator[LeaderLease]:
+    """Hold the leader lease for a one-off command, renewed while it runs.
+
+    While a daemon (or another one-off command) leads, the command is refused. A lease left by
+    a run that was killed on this host is taken over at once instead of after its TTL.
 
     Raises:
-        DependencyUnavailable: another rotator holds the lease.
+        DependencyUnavailable: another rotator holds the lease (exit 3), naming who.
     """
-    holder = holder_id()
-    with Session(engine) as session, session.begin():
-        leases = LeaseRepository(session)
-        other = leases.get(LEASE_NAME)
-        if other is not None and other.is_live(clock.now()) and _dead_local(other.holder):
-            # A run on this host was killed while it held the lease: nobody will release it.
-            leases.release(other, clock.now())
-        lease = leases.try_acquire(LEASE_NAME, holder, clock.now(), RUN_LEASE)
-        if lease is None:
-            other = leases.get(LEASE_NAME)
-            who = f"{other.holder} until {other.expires_at.isoformat()}" if other else "another"
-            raise DependencyUnavailable(
-                f"another rotator holds the lifecycle lease ({who}); try again later"
-            )
-    try:
-        yield
-    finally:
+    lease = LeaderLease(engine, clock, ttl)
+    other = lease.current()
+    if other is not None and other.is_live(clock.now()) and _dead_local(other.holder):
         with Session(engine) as session, session.begin():
-            LeaseRepository(session).release(lease, clock.now())
+            LeaseRepository(session).release(other, clock.now())
+    lease.acquire_or_raise()
+    try:
+        with Renewer(lease, ttl):
+            yield lease
+    finally:
+        lease.release()
 
 
 def _dead_local(holder: str) -> bool:
@@ -138,9 +126,15 @@ def forced_sources(config: Config, names: Sequence[str], every: bool) -> list[st
 
 
 def run_once(
-    lifecycle: Lifecycle, specs: Sequence[SourceSpec], job: str, forced: Sequence[str] = ()
+    lifecycle: Lifecycle,
+    specs: Sequence[SourceSpec],
+    job: str,
+    forced: Sequence[str] = (),
+    fence: Fence | None = None,
 ) -> list[Outcome]:
-    """One pass of the jobs."""
+    """One pass of the jobs, every write fenced by the lease the command holds."""
+    if fence is not None:
+        lifecycle = lifecycle.fenced(fence)
     return lifecycle.run(specs, job=job, forced=forced).outcomes
 
 

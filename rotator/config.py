@@ -128,6 +128,35 @@ def _absolute_path(value: str) -> str:
     return value
 
 
+def _schedule(value: str) -> str:
+    """A duration of at least one second (``2s``, ``1m``, ``6h``) or a 5-field cron line."""
+    text = value.strip()
+    if len(text.split()) == 5:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(text)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "schedule",
+                "not a valid cron expression ({reason}): {value}",
+                {"reason": str(exc), "value": excerpt(text)},
+            ) from None
+        return text
+    try:
+        every = parse_duration(text)
+    except DurationError:
+        raise PydanticCustomError(
+            "schedule",
+            "expected a duration such as 30s, 1m or 6h, or a 5-field cron expression "
+            "such as '*/5 * * * *', got {value}",
+            {"value": excerpt(text)},
+        ) from None
+    if every < timedelta(seconds=1):
+        raise PydanticCustomError("schedule", "must be at least 1s, got {value}", {"value": text})
+    return text
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
@@ -315,7 +344,6 @@ class ManagedKeysConfig(Section):
     """Inventory of keys that Kibana, Fleet and others create for background tasks."""
 
     enabled: bool = True
-    interval: PositiveDuration = timedelta(hours=1)
     warn_before: PositiveDuration = timedelta(days=14)
     critical_before: PositiveDuration = timedelta(days=3)
     page_size: int = Field(default=1000, ge=1, le=10000)
@@ -325,7 +353,6 @@ class PurgeConfig(Section):
     """Bulk invalidation of expired keys (needs only manage_own_api_key)."""
 
     enabled: bool = False
-    interval: PositiveDuration = timedelta(hours=6)
     expired_for: Duration = timedelta(days=1)
     batch_size: int = Field(default=500, ge=1, le=10000)
     name_prefix: Text | None = None
@@ -339,15 +366,27 @@ class AuditConfig(Section):
     verify_on_start: bool = True
 
 
+Schedule = Annotated[str, AfterValidator(_schedule)]
+
+
+class ScheduleConfig(Section):
+    """When each job runs: a duration (every ``2s``, ``1m``, ``6h``) or a 5-field cron line in
+    UTC; ``null`` turns a job off. The only place schedules are set."""
+
+    lifecycle: Schedule | None = "1m"
+    track: Schedule | None = "5m"
+    purge: Schedule | None = "1h"
+
+
 class ServiceConfig(Section):
     """The daemon: schedule, parallelism, leader lease, health and metrics endpoint."""
 
-    provision_interval: PositiveDuration = timedelta(minutes=5)
-    rotate_interval: PositiveDuration = timedelta(minutes=1)
+    schedule: ScheduleConfig = Field(default_factory=lambda: ScheduleConfig())
     max_parallel: int = Field(default=4, ge=1, le=64)
     backoff_initial: PositiveDuration = timedelta(minutes=1)
     backoff_max: PositiveDuration = timedelta(hours=1)
     lease_ttl: PositiveDuration = timedelta(seconds=30)
+    shutdown_timeout: PositiveDuration = timedelta(seconds=30)
     listen: Text = "127.0.0.1:9464"
     metrics_enabled: bool = True
 

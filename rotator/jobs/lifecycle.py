@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from rotator.errors import LeaseLost, RotatorError, VerificationFailed
-from rotator.jobs.context import Deps, describe
+from rotator.jobs.context import Deps, Fence, describe
 from rotator.jobs.inventory import gather_inventory
 from rotator.jobs.pipeline import MANAGED_BY, RotationPipeline, owner_lacks
 from rotator.jobs.recovery import Recovery
@@ -135,6 +135,10 @@ class Lifecycle:
         self._max_parallel = max_parallel
         self._pipeline = RotationPipeline(deps)
         self._recovery = Recovery(deps)
+
+    def fenced(self, fence: Fence) -> Lifecycle:
+        """The same lifecycle, every write checked against ``fence`` (the leader lease)."""
+        return Lifecycle(replace(self._base, fence=fence), max_parallel=self._max_parallel)
 
     # --- the run ---------------------------------------------------------------------------
 

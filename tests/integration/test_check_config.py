@@ -103,8 +103,8 @@ INVALID = [
         "service: {max_paralel: 3}\n",
         [
             "service.max_paralel: unknown key (did you mean 'max_parallel'?); allowed: backoff_initial, "
-            "backoff_max, lease_ttl, listen, max_parallel, metrics_enabled, provision_interval, "
-            "rotate_interval"
+            "backoff_max, lease_ttl, listen, max_parallel, metrics_enabled, schedule, "
+            "shutdown_timeout"
         ],
     ),
     (
@@ -206,8 +206,8 @@ INVALID = [
     ),
     (
         "fractional-duration",
-        "service: {rotate_interval: 1.5h}\n",
-        [f"service.rotate_interval: invalid duration '1.5h': use {DURATION_FORMS}"],
+        "service: {lease_ttl: 1.5h}\n",
+        [f"service.lease_ttl: invalid duration '1.5h': use {DURATION_FORMS}"],
     ),
     ("zero-lifetime", "defaults: {lifetime: 0s}\n", ["defaults.lifetime: must be longer than 0s"]),
     (

@@ -1,0 +1,328 @@
+"""The daemon: the jobs on an APScheduler BlockingScheduler, under the leader lease.
+
+Every process runs the scheduler; only the one holding the leader lease runs jobs, the others
+keep trying to take the lease and stay standby. SIGTERM and SIGINT stop scheduling, let the step
+in progress finish (within ``service.shutdown_timeout``), release the lease and exit 0; SIGHUP
+reloads the configuration, keeping the old one when the new one is invalid.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from rotator.clock import Clock
+from rotator.config import Config
+from rotator.errors import ConfigError, RotatorError
+from rotator.jobs.context import Fence
+from rotator.leader import LeaderLease
+from rotator.log import get_logger, redact_text
+from rotator.model import specs_from_config
+from rotator.scoping import Grants
+
+_log = get_logger("rotator.service")
+
+# The jobs this version runs, in the order they are registered.
+JOBS = ("lifecycle",)
+LEASE_JOB = "leader-lease"
+
+
+def trigger_for(schedule: str) -> BaseTrigger:
+    """A duration (``2s``, ``1m``, ``6h``) runs at that interval; five fields are a cron line.
+
+    Raises:
+        ValueError: neither a duration nor a valid cron expression.
+    """
+    from rotator.durations import parse_duration
+
+    text = schedule.strip()
+    if len(text.split()) == 5:
+        return CronTrigger.from_crontab(text, timezone=UTC)
+    return IntervalTrigger(seconds=parse_duration(text).total_seconds(), timezone=UTC)
+
+
+def misfire_grace(trigger: BaseTrigger) -> int:
+    """How late a run may still start: half an interval, at least a second, at most a minute."""
+    if isinstance(trigger, IntervalTrigger):
+        seconds = trigger.interval.total_seconds()
+        return int(min(max(seconds / 2, 1), 60))
+    return 60
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One scheduled job as registered: what the tests and the startup log read."""
+
+    id: str
+    trigger: BaseTrigger
+    misfire_grace_time: int
+
+
+def job_specs(config: Config) -> list[JobSpec]:
+    """The jobs to register for ``config``: every job of this version that is enabled."""
+    schedules = config.service.schedule
+    out = []
+    for job in JOBS:
+        schedule = getattr(schedules, job)
+        if schedule is None:
+            continue
+        trigger = trigger_for(schedule)
+        out.append(JobSpec(job, trigger, misfire_grace(trigger)))
+    return out
+
+
+def build_scheduler(
+    config: Config,
+    run_job: Callable[[str], None],
+    tick_lease: Callable[[], None],
+    now: datetime,
+    kind: type[BaseScheduler] = BlockingScheduler,
+) -> BaseScheduler:
+    """A scheduler in UTC, memory job store, jobs registered in code with explicit ids."""
+    scheduler = kind(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(max_workers=len(JOBS) + 2)},
+        job_defaults={"max_instances": 1, "coalesce": True},
+    )
+    ttl = config.service.lease_ttl.total_seconds()
+    scheduler.add_job(
+        tick_lease,
+        IntervalTrigger(seconds=max(ttl / 3, 0.5), timezone=UTC),
+        id=LEASE_JOB,
+        name="renew or take the leader lease",
+        misfire_grace_time=max(int(ttl / 3), 1),
+        next_run_time=now,  # take or renew the lease first thing
+    )
+    for spec in job_specs(config):
+        scheduler.add_job(
+            run_job,
+            spec.trigger,
+            args=[spec.id],
+            id=spec.id,
+            name=spec.id,
+            misfire_grace_time=spec.misfire_grace_time,
+        )
+    return scheduler
+
+
+class StopAware:
+    """The lease's fence, reporting ``lost`` also once the service is stopping: a job stops
+    starting new actions, and finishes the one in progress."""
+
+    def __init__(self, lease: LeaderLease, stopping: threading.Event) -> None:
+        self._lease = lease
+        self._stopping = stopping
+
+    @property
+    def lost(self) -> bool:
+        """Whether the job must stop acting (lease lost, or shutting down)."""
+        return self._lease.lost or self._stopping.is_set()
+
+    def check(self, session: Session, now: datetime) -> None:
+        """Fence the write with the lease (a stopping leader still finishes its step)."""
+        self._lease.check(session, now)
+
+
+class Service:
+    """One ``rotator run`` process."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        clock: Clock,
+        *,
+        load_config: Callable[[], Config] | None = None,
+        authority: Any = None,
+    ) -> None:
+        self._config = config
+        self._engine = engine
+        self._clock = clock
+        self._load_config = load_config
+        self._authority = authority
+        self._stopping = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self.lease = LeaderLease(engine, clock, config.service.lease_ttl)
+        self._fence: Fence = StopAware(self.lease, self._stopping)
+        self._scheduler = build_scheduler(config, self.run_job, self.tick_lease, clock.now())
+
+    @property
+    def scheduler(self) -> BaseScheduler:
+        """The scheduler, with every job registered (started by :meth:`serve`)."""
+        return self._scheduler
+
+    # --- preflight ---------------------------------------------------------------------------
+
+    def preflight(self) -> list[str]:
+        """Everything that must hold before scheduling: one line per problem."""
+        from rotator.app import build_authority
+
+        authority = self._authority or build_authority(self._config)
+        body = preflight_request(self._config)
+        try:
+            answer = authority.check_own_privileges(body)
+        except RotatorError as exc:
+            return [f"elasticsearch: {exc.message}"]
+        return missing_privileges(self._config, answer)
+
+    # --- the jobs ----------------------------------------------------------------------------
+
+    def tick_lease(self) -> None:
+        """Renew the lease while leading; otherwise try to take it (standby)."""
+        if self._stopping.is_set():
+            return
+        try:
+            if self.lease.leading:
+                self.lease.renew()
+            elif self.lease.try_acquire():
+                self._resume_interrupted()
+        except Exception as exc:
+            _log.warning("lease_tick_failed", error=redact_text(str(exc))[:200])
+
+    def run_job(self, job: str) -> None:
+        """Run one job if this process leads; a failure is logged and never stops the scheduler."""
+        if not self.lease.leading or self._stopping.is_set():
+            return
+        self._idle.clear()
+        try:
+            report = self._lifecycle().run(specs_from_config(self._config))
+            if report.stopped:
+                self.lease.audit_loss()
+        except Exception as exc:
+            _log.error("job_failed", job=job, error=redact_text(str(exc))[:300])
+        finally:
+            self._idle.set()
+
+    def _resume_interrupted(self) -> None:
+        """A new leader first settles what the last one left unfinished."""
+        self._idle.clear()
+        try:
+            self._lifecycle().recover(specs_from_config(self._config))
+        except Exception as exc:
+            _log.error("recovery_failed", error=redact_text(str(exc))[:300])
+        finally:
+            self._idle.set()
+
+    def _lifecycle(self) -> Any:
+        from rotator.app import build_lifecycle
+
+        return build_lifecycle(
+            self._config, self._engine, self._clock, authority=self._authority, fence=self._fence
+        )
+
+    # --- running -----------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Schedule the jobs and block until a signal stops the process; returns the exit code."""
+        self._install_signals()
+        for spec in job_specs(self._config):
+            _log.info("job_scheduled", job=spec.id, trigger=str(spec.trigger))
+        self._scheduler.start()  # returns once shutdown() is called
+        finished = self._idle.wait(self._config.service.shutdown_timeout.total_seconds())
+        self.lease.release()
+        if not finished:
+            _log.error("shutdown_timed_out", timeout=str(self._config.service.shutdown_timeout))
+            return 1
+        _log.info("stopped")
+        return 0
+
+    def stop(self, reason: str = "asked to stop") -> None:
+        """Stop scheduling; the step in progress finishes."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        _log.info("stopping", reason=reason)
+        self._scheduler.shutdown(wait=False)
+
+    def reload(self) -> None:
+        """Load the configuration again; an invalid one is logged and the old one kept."""
+        if self._load_config is None:
+            return
+        try:
+            config = self._load_config()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                _log.error("config_reload_refused", problem=problem)
+            return
+        self._config = config
+        for spec in job_specs(config):
+            self._scheduler.reschedule_job(spec.id, trigger=spec.trigger)
+        _log.info("config_reloaded", sources=len(config.sources))
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            self.stop(signal.Signals(signum).name)
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            threading.Thread(target=self.reload, name="reload", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+
+# --- the privileges preflight ------------------------------------------------------------------
+
+OWN_CLUSTER = ("manage_own_api_key",)
+
+
+def delegated(config: Config) -> dict[str, Grants]:
+    """What each source's key is given, which rotator's own identity must hold too."""
+    return {s.name: s.grants() for s in config.sources}
+
+
+def preflight_request(config: Config) -> dict[str, Any]:
+    """One ``_has_privileges`` body asking everything rotator needs and delegates."""
+    cluster = set(OWN_CLUSTER)
+    index: dict[str, set[str]] = {}
+    for grants in delegated(config).values():
+        cluster.update(grants.cluster)
+        for grant in grants.indices:
+            for name in grant.names:
+                index.setdefault(name, set()).update(grant.privileges)
+    return {
+        "cluster": sorted(cluster),
+        "index": [{"names": [n], "privileges": sorted(p)} for n, p in sorted(index.items())],
+    }
+
+
+def missing_privileges(config: Config, answer: dict[str, Any]) -> list[str]:
+    """One line per privilege rotator lacks, naming the source that needs it."""
+    cluster = answer.get("cluster", {})
+    index = answer.get("index", {})
+    problems = [
+        f"rotator's role lacks cluster privilege {p} (it creates and invalidates its keys)"
+        for p in OWN_CLUSTER
+        if cluster.get(p) is not True
+    ]
+    for source, grants in delegated(config).items():
+        problems += [
+            f"sources.{source}: rotator's role lacks cluster privilege {p}, which the source's "
+            "key is given (Elasticsearch would silently leave it out)"
+            for p in grants.cluster
+            if cluster.get(p) is not True
+        ]
+        problems += [
+            f"sources.{source}: rotator's role lacks {p} on {n}, which the source's key is given "
+            "(Elasticsearch would silently leave it out)"
+            for g in grants.indices
+            for n in g.names
+            for p in g.privileges
+            if index.get(n, {}).get(p) is not True
+        ]
+    return problems
