@@ -144,7 +144,10 @@ def test_a_live_lease_holder_keeps_others_out(world: World, tmp_path: Path) -> N
     hold_lease(world, "another-host:4242")
     result = rotator(world, config, "once")
     assert result.returncode == 3
-    assert "another rotator holds the lifecycle lease: another-host:4242 (epoch 1) until" in result.stderr
+    assert (
+        "another rotator holds the lifecycle lease: another-host:4242 (epoch 1) until"
+        in result.stderr
+    )
     assert not world.key_file("web").exists()
 
 
