@@ -214,7 +214,8 @@ _LIBRARY_LEVELS = {
     "urllib3": logging.WARNING,
     "sqlalchemy": logging.WARNING,
     "alembic": logging.WARNING,
-    "apscheduler": logging.INFO,
+    # Every run of every job is announced at info; rotator logs one summary per run itself.
+    "apscheduler": logging.WARNING,
 }
 
 

@@ -177,7 +177,7 @@ class Lifecycle:
         wanted = [a for a in actions if a.kind in JOB_KINDS[job]]
         report.outcomes.extend(self.execute(specs, wanted))
         if self._deps.fence.lost:
-            raise LeaseLost("the leader lease was lost during the run; stopped")
+            raise LeaseLost("stopped early: the leader lease was lost, or the service is stopping")
         report.outcomes.extend(self.health(specs, inventory, report.outcomes))
 
     def _bind(self, deps: Deps) -> None:
