@@ -183,3 +183,23 @@ def test_the_preflight_names_each_privilege_rotator_lacks(tmp_path: Path, served
         "source's key is given (Elasticsearch would silently leave it out)"
     ) in lines
     assert lines[-1] == "rotator run: 1 problem(s) found before starting; nothing was scheduled"
+
+
+def test_a_second_daemon_on_the_same_sqlite_store_stays_standby(
+    tmp_path: Path, served: Served
+) -> None:
+    config, keys, _store = setup(tmp_path, served, ("web",))
+    first = start_daemon(config, served.password, "first")
+    try:
+        wait_for(lambda: delivered(keys, "web"), 30, "provisioning")
+        second = start_daemon(config, served.password, "second")
+        try:
+            wait_for(lambda: "job_scheduled" in second.names(), 30, "the second daemon to start")
+            CLOCK.sleep(4)  # two lease ticks: it must not take the lease
+            assert "leader_acquired" not in second.names()
+            assert second.process.poll() is None
+            assert "leader_acquired" in first.names()
+        finally:
+            assert second.stop() == 0
+    finally:
+        assert first.stop() == 0
