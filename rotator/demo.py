@@ -78,8 +78,7 @@ def run_demo(emit: Emit, version: str = "8.17.4", work_dir: Path | None = None) 
 
 
 def _run_in(emit: Emit, version: str, demo_dir: Path) -> int:
-    from elasticsearch import Elasticsearch
-
+    from rotator.elastic import ClusterAdmin
     from rotator.sandbox import Sandbox
 
     (demo_dir / "keys").mkdir(exist_ok=True)
@@ -88,7 +87,7 @@ def _run_in(emit: Emit, version: str, demo_dir: Path) -> int:
         config = _demo_config(sandbox.url, demo_dir)
         specs = specs_from_config(config)
         emit(f"sandbox: Elasticsearch {version} emulated at {sandbox.url}")
-        admin = Elasticsearch(sandbox.url, basic_auth=("elastic", admin_password))
+        admin = ClusterAdmin(sandbox.url, "elastic", admin_password)
         _create_rotator_user(admin, specs, emit)
         clock = ManualClock(SystemClock().now().replace(microsecond=0))
         sandbox.set_clock(_ms(clock.now()))
@@ -115,8 +114,8 @@ def _create_rotator_user(admin: Any, specs: Sequence[SourceSpec], emit: Emit) ->
     role = rotator_role(specs)
     password = secrets.token_urlsafe(16)
     os.environ[PASSWORD_ENV] = password
-    admin.security.put_role(name="rotator", **role)
-    admin.security.put_user(username="rotator", password=password, roles=["rotator"])
+    admin.put_role("rotator", role)
+    admin.put_user("rotator", password, ["rotator"])
     indices = "; ".join(
         f"{','.join(i['privileges'])} on {','.join(i['names'])}" for i in role["indices"]
     )
@@ -178,20 +177,19 @@ class _Story:
         return {o.action.source: o.action.key_id or "" for o in report.outcomes}
 
     def _ship(self) -> None:
-        from elasticsearch import Elasticsearch
+        from rotator.elastic import ship
 
         for spec in self.specs:
             key_id, secret = self._delivered(spec)
             index = spec.grants.indices[0].names[0]
-            shipper = Elasticsearch(self.sandbox.url, api_key=(key_id, secret))
             document = {
                 "message": "hello from the demo",
                 "@timestamp": self.clock.now().isoformat(),
             }
-            result = shipper.index(index=index, document=document)
+            result = ship(self.sandbox.url, key_id, secret, index, document)
             self.emit(
                 f"{self._day()}   {spec.name} shipped a document to {index} with key "
-                f"{key_id}: {result['result']}"
+                f"{key_id}: {result}"
             )
 
     def _delivered(self, spec: SourceSpec) -> tuple[str, str]:
@@ -212,14 +210,10 @@ class _Story:
         return key_id, secret
 
     def _check(self, previous: dict[str, tuple[str, str]], *, still_valid: bool) -> None:
-        from elasticsearch import AuthenticationException, Elasticsearch
+        from rotator.elastic import key_authenticates
 
         for source, (key_id, secret) in sorted(previous.items()):
-            try:
-                Elasticsearch(self.sandbox.url, api_key=(key_id, secret)).security.authenticate()
-                alive = True
-            except AuthenticationException:
-                alive = False
+            alive = key_authenticates(self.sandbox.url, key_id, secret)
             word = "still authenticates (overlap)" if alive else "no longer authenticates"
             self.emit(f"{self._day()}   previous key {key_id} of {source}: {word}")
             self.failed = self.failed or alive != still_valid

@@ -294,3 +294,43 @@ class ElasticKeyAuthority:
         """``_has_privileges`` as rotator's own identity."""
         with translated("check rotator's own privileges", self._where):
             return dict(self._es.security.has_privileges(**dict(body)).body)
+
+
+# --- other parties, as the demo and operators' tooling play them ---------------------------------
+
+
+class ClusterAdmin:
+    """A security administrator: sets up rotator's role and user (the demo plays this part)."""
+
+    def __init__(self, url: str, username: str, password: str) -> None:
+        self._es = Elasticsearch(url, basic_auth=(username, password))
+        self._where = url
+
+    def put_role(self, name: str, body: Mapping[str, Any]) -> None:
+        """Create or replace a role."""
+        with translated(f"put role {name}", self._where):
+            self._es.security.put_role(name=name, **dict(body))
+
+    def put_user(self, username: str, password: str, roles: Sequence[str]) -> None:
+        """Create or replace a native user (the password is registered for redaction)."""
+        register_secret(password)
+        with translated(f"put user {username}", self._where):
+            self._es.security.put_user(username=username, password=password, roles=list(roles))
+
+
+def key_authenticates(url: str, key_id: str, secret: str) -> bool:
+    """Whether Elasticsearch accepts this key now (a shipper's view of its credential)."""
+    es = Elasticsearch(url, api_key=(key_id, secret))
+    try:
+        with translated(f"authenticate as key {key_id}", url):
+            me = es.security.authenticate().body
+    except AuthenticationFailed:
+        return False
+    return bool((me.get("api_key") or {}).get("id") == key_id)
+
+
+def ship(url: str, key_id: str, secret: str, index: str, document: Mapping[str, Any]) -> str:
+    """Index one document as a shipper holding this key; returns Elasticsearch's ``result``."""
+    es = Elasticsearch(url, api_key=(key_id, secret))
+    with translated(f"index a document into {index}", url):
+        return str(es.index(index=index, document=dict(document)).body["result"])
