@@ -15,7 +15,12 @@ from rotator.jobs.lifecycle import Lifecycle
 from rotator.model import SourceSpec
 from rotator.ports import KeyAuthority, Sink
 from rotator.secrets import resolve_secret
-from rotator.store.db import make_engine, require_current_schema, session_factory
+from rotator.store.db import (
+    make_engine,
+    read_session_factory,
+    require_current_schema,
+    session_factory,
+)
 
 
 def open_engine(config: Config) -> Engine:
@@ -75,6 +80,7 @@ def build_deps(
 
     return Deps(
         sessions=sessions,
+        reads=read_session_factory(engine),
         authority=authority,
         clock=clock,
         audit=AuditLog(sessions, actor=f"rotator@{socket.gethostname()}"),

@@ -312,6 +312,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     """Show each source's current key, its times, state, last rotation and failures."""
     from rotator import commands
     from rotator.app import open_current_store
+    from rotator.clock import SystemClock
     from rotator.store import db
 
     config = ctx.load()
@@ -319,11 +320,14 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     try:
         # Reads only: never waits behind a rotation that holds the store's write lock.
         entries = commands.status(db.read_only(engine), config)
+        leader = commands.leader_status(db.read_only(engine), SystemClock().now())
     finally:
         engine.dispose()
     if args.output == "json":
-        ctx.emit_json({"sources": entries})
-    elif entries:
+        ctx.emit_json({"leader": leader, "sources": entries})
+        return EXIT_OK
+    ctx.emit(commands.leader_line(leader))
+    if entries:
         ctx.emit(commands.table(commands.STATUS_HEADERS, commands.status_rows(entries)))
     else:
         ctx.emit("no sources configured or recorded")

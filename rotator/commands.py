@@ -17,7 +17,7 @@ from rotator.config import Config
 from rotator.errors import RotatorError, UsageError
 from rotator.jobs.context import Fence
 from rotator.jobs.lifecycle import MANAGED_BY, Lifecycle, Outcome
-from rotator.leader import LeaderLease, Renewer
+from rotator.leader import LEASE_NAME, LeaderLease, Renewer
 from rotator.log import get_logger
 from rotator.model import Action, ActionKind, SourceSpec, iso, specs_from_config
 from rotator.ports import KeyAuthority, KeyInfo
@@ -167,6 +167,28 @@ def status(engine: Engine, config: Config, es: KeyLookup | None = None) -> list[
             _source_status(session, name, stored.get(name), name in configured, seen, es)
             for name in names
         ]
+
+
+def leader_status(engine: Engine, now: datetime) -> dict[str, Any] | None:
+    """The leader lease as the store holds it: holder, epoch, expires_at, and whether it is live."""
+    with Session(engine) as session:
+        lease = LeaseRepository(session).get(LEASE_NAME)
+    if lease is None:
+        return None
+    return {
+        "holder": lease.holder,
+        "epoch": lease.epoch,
+        "expires_at": iso(lease.expires_at),
+        "live": lease.is_live(now),
+    }
+
+
+def leader_line(leader: dict[str, Any] | None) -> str:
+    """The lease in one line for the status table."""
+    if leader is None:
+        return "leader: none (no rotator has run under the lease yet)"
+    state = "until" if leader["live"] else "expired at"
+    return f"leader: {leader['holder']} (epoch {leader['epoch']}) {state} {leader['expires_at']}"
 
 
 class KeyLookup:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -160,6 +162,8 @@ class Service:
         self.lease = LeaderLease(engine, clock, config.service.lease_ttl)
         self._fence: Fence = StopAware(self.lease, self._stopping)
         self._scheduler = build_scheduler(config, self.run_job, self.tick_lease, clock.now())
+        self.counts: Counter[str] = Counter()
+        self._scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
 
     @property
     def scheduler(self) -> BaseScheduler:
@@ -204,7 +208,13 @@ class Service:
             if report.stopped:
                 self.lease.audit_loss()
         except Exception as exc:
-            _log.error("job_failed", job=job, error=redact_text(str(exc))[:300])
+            self.counts[f"failed:{job}"] += 1
+            _log.error(
+                "job_failed",
+                job=job,
+                error=redact_text(f"{type(exc).__name__}: {exc}")[:300],
+                failed_total=self.counts[f"failed:{job}"],
+            )
         finally:
             self._idle.set()
 
@@ -224,6 +234,25 @@ class Service:
         return build_lifecycle(
             self._config, self._engine, self._clock, authority=self._authority, fence=self._fence
         )
+
+    def _on_event(self, event: JobEvent) -> None:
+        """Count and log what the scheduler itself reports: missed runs and escaped errors."""
+        if event.code == EVENT_JOB_MISSED:
+            self.counts[f"missed:{event.job_id}"] += 1
+            _log.warning(
+                "job_missed",
+                job=event.job_id,
+                scheduled_at=str(event.scheduled_run_time),
+                missed_total=self.counts[f"missed:{event.job_id}"],
+            )
+        elif isinstance(event, JobExecutionEvent) and event.exception is not None:
+            self.counts[f"failed:{event.job_id}"] += 1
+            _log.error(
+                "job_failed",
+                job=event.job_id,
+                error=redact_text(f"{type(event.exception).__name__}: {event.exception}")[:300],
+                failed_total=self.counts[f"failed:{event.job_id}"],
+            )
 
     # --- running -----------------------------------------------------------------------------
 

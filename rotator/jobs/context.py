@@ -75,6 +75,7 @@ class Deps:
     backoff_max: timedelta = timedelta(hours=1)
     checkpoint: Checkpoint = no_checkpoint
     fence: Fence = field(default_factory=Unfenced)
+    reads: sessionmaker[Session] | None = None  # read-only sessions: never the write lock
     job: str = "lifecycle"
     run_id: str = ""
     log: Any = field(default_factory=lambda: get_logger("rotator.lifecycle"))
@@ -88,6 +89,10 @@ class Deps:
     def now(self) -> datetime:
         """The current time, from the injected clock."""
         return self.clock.now()
+
+    def read(self) -> Session:
+        """A session that only reads (on SQLite: a snapshot, never waiting for a writer)."""
+        return (self.reads or self.sessions)()
 
     @contextmanager
     def write(self) -> Iterator[Session]:

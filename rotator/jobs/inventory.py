@@ -28,7 +28,7 @@ def gather_inventory(
         RotatorError: Elasticsearch kept failing (or refused rotator): nothing is planned on a
             guess.
     """
-    with deps.sessions() as session:
+    with deps.read() as session:
         sources = SourceRepository(session).list_sources(include_retired=True)
         keys = ApiKeyRepository(session)
         rotations = RotationRepository(session)

@@ -219,7 +219,7 @@ class Lifecycle:
         failed_now = {o.action.source for o in outcomes if not o.ok}
         statuses = {k.es_id: k.es_status for k in before.keys}
         out = []
-        with self._deps.sessions() as session:
+        with self._deps.read() as session:
             for spec in specs:
                 problem = _unhealthy(session, spec.name, statuses, now)
                 if problem is None or spec.name in failed_now:
@@ -289,7 +289,7 @@ class Lifecycle:
         return "; ".join(r.detail for r in results) or "nothing left to recover", None
 
     def _check_health(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
-        with self._deps.sessions() as session:
+        with self._deps.read() as session:
             problem = _unhealthy(session, action.source, {}, self._deps.now())
         if problem is not None:
             raise StepFailed(problem)
@@ -369,7 +369,7 @@ class Lifecycle:
 
     def _current_view(self, spec: SourceSpec) -> Credential | None:
         """The source's current key as an acknowledgement sees it: ids only, never a secret."""
-        with self._deps.sessions() as session:
+        with self._deps.read() as session:
             row = ApiKeyRepository(session).current_for_source(spec.name)
             if row is None or row.es_id is None:
                 return None

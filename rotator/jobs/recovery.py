@@ -55,7 +55,7 @@ class Recovery:
 
     def pending(self) -> list[Interrupted]:
         """Every unfinished rotation, oldest first."""
-        with self._deps.sessions() as session:
+        with self._deps.read() as session:
             keys = ApiKeyRepository(session)
             out = []
             for rotation in RotationRepository(session).unfinished():

@@ -218,3 +218,18 @@ def test_times_are_utc_whole_seconds_with_z(world: World, tmp_path: Path) -> Non
         for field in ("expires_at", "renewal_at"):
             assert stamp.match(entry[field]), entry[field]
         assert stamp.match(entry["last_rotation"]["started_at"])
+
+
+def test_status_shows_the_leader_lease(world: World, tmp_path: Path) -> None:
+    config = setup_config(world, tmp_path)
+    before = json.loads(rotator(world, config, "status", "-o", "json").stdout)
+    assert before["leader"] is None
+    assert rotator(world, config, "once").returncode == 0
+    assert rotator(world, config, "once").returncode == 0
+    doc = json.loads(rotator(world, config, "status", "-o", "json").stdout)
+    leader = doc["leader"]
+    assert leader["epoch"] == 2  # each run took the lease anew after the last one released it
+    assert leader["live"] is False
+    assert leader["expires_at"].endswith("Z")
+    first = rotator(world, config, "status").stdout.splitlines()[0]
+    assert first.startswith(f"leader: {leader['holder']} (epoch 2) expired at ")
