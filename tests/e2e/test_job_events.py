@@ -21,7 +21,7 @@ def test_every_event_of_a_run_names_the_run_and_the_job(world: World) -> None:
     lifecycle = world.lifecycle()
     with structlog.testing.capture_logs() as logs:
         first = lifecycle.run(world.specs)
-        world.advance(timedelta(days=20))
+        world.advance(timedelta(days=20, minutes=1))
         second = lifecycle.run(world.specs)
     mine = [e for e in logs if e.get("job") == "lifecycle"]
     assert len(mine) == len(logs), [e for e in logs if "run_id" not in e]

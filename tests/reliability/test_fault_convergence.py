@@ -76,7 +76,7 @@ def test_provisioning_and_rotation_converge_under_faults(
     world.config = parse_config(text)
     world.sandbox.add_faults(faults(seed))
     assert converge(world, specs), "provisioning did not converge within six runs"
-    world.advance(timedelta(days=20))  # every key is due for renewal
+    world.advance(timedelta(days=20, minutes=1))  # every key is due for renewal
     assert converge(world, specs), "rotation did not converge within six runs"
     world.sandbox.clear_faults()
     world.lifecycle().run(specs)

@@ -134,7 +134,7 @@ def test_a_store_error_after_a_sink_took_the_key_keeps_the_key(
 def test_one_transient_read_error_does_not_abort_the_run(world: World) -> None:
     lifecycle = world.lifecycle()
     lifecycle.run(world.specs)
-    world.advance(timedelta(days=20))
+    world.advance(timedelta(days=20, minutes=1))  # past renewal, whatever the set-up took
     world.sandbox.add_faults([{"path": "/_security/_query/api_key", "status": 503, "times": 1}])
     report = lifecycle.run(world.specs)  # max_retries: 0 in the config: rotator retries itself
     assert not report.failed, [o.detail for o in report.failed]
@@ -319,7 +319,7 @@ def test_plan_and_once_agree_after_a_config_change_during_backoff(world: World) 
         path.unlink()
     world.out.rmdir()
     world.out.write_text("not a directory")
-    world.advance(timedelta(days=20))
+    world.advance(timedelta(days=20, minutes=1))  # past renewal, whatever the set-up took
     lifecycle.run(world.specs)  # every rotation fails: backoff
     narrower = specs_from_config(
         parse_config(
