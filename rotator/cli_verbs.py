@@ -1,0 +1,359 @@
+"""The verbs of the command line: what each ``rotator`` command does with its parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from rotator import __version__
+from rotator.config import Config, load_config, validate_config
+from rotator.errors import (
+    ConfigError,
+    NotImplementedYet,
+    UsageError,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+DEFAULT_CONFIG_NAME = "rotator.yaml"
+
+Handler = Callable[[argparse.Namespace, "Context"], int]
+
+
+@dataclass
+class Context:
+    """What every verb gets: its streams and a way to load the selected config."""
+
+    stdout: TextIO
+    stderr: TextIO
+    config_path: Path | None
+    log_level: str | None = None
+    log_format: str | None = None
+    config: Config | None = None
+
+    def load(self) -> Config:
+        """Load and validate the selected config (or the embedded defaults when none).
+
+        Logging is set up from the config's ``log`` section unless the command line overrides it.
+
+        Raises:
+            ConfigError: the file is missing or invalid.
+        """
+        from rotator import log
+
+        if self.config_path is None:
+            config = validate_config({}, "(embedded defaults)")
+        else:
+            config = load_config(self.config_path)
+        log.configure(
+            level=self.log_level or config.log.level, fmt=self.log_format or config.log.format
+        )
+        self.config = config
+        return config
+
+    def emit(self, line: str = "") -> None:
+        """Write one line of command output."""
+        print(line, file=self.stdout)
+
+    def emit_json(self, value: Any) -> None:
+        """Write a JSON document as command output."""
+        print(json.dumps(value, indent=2, sort_keys=False, default=str), file=self.stdout)
+
+
+# --- verbs that exist --------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace, ctx: Context) -> int:
+    """Validate a config file and print every problem, or a one-line summary."""
+    path = Path(args.path) if args.path else ctx.config_path
+    label = str(path) if path is not None else "(embedded defaults)"
+    references = not args.skip_secrets
+    try:
+        config = (
+            load_config(path, references=references)
+            if path is not None
+            else validate_config({}, label, references=references)
+        )
+    except ConfigError as exc:
+        if args.output == "json":
+            ctx.emit_json({"file": label, "valid": False, "problems": split_problems(exc.problems)})
+        else:
+            for problem in exc.problems:
+                ctx.emit(problem)
+            print(f"{label}: {len(exc.problems)} problem(s)", file=ctx.stderr)
+        return EXIT_USAGE
+    if args.output == "json":
+        ctx.emit_json({"file": label, "valid": True, "summary": config.summary()})
+    else:
+        ctx.emit(f"{label}: ok: {config.summary()}")
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace, ctx: Context) -> int:
+    """Bring the store's schema to the newest revision."""
+    config = ctx.load()
+    from rotator.app import open_engine
+    from rotator.store import db
+
+    engine = open_engine(config)
+    try:
+        before = db.schema_status(engine)
+        db.upgrade(engine, args.revision)
+        after = db.schema_status(engine)
+    finally:
+        engine.dispose()
+    if before.current == after.current:
+        ctx.emit(f"store {db.redacted_url(engine.url)}: already at {after.current}")
+    else:
+        ctx.emit(
+            f"store {db.redacted_url(engine.url)}: upgraded from {before.current or '(empty)'} "
+            f"to {after.current}"
+        )
+    return EXIT_OK
+
+
+def cmd_db_current(args: argparse.Namespace, ctx: Context) -> int:
+    """Show the store's schema revision and whether it is the newest."""
+    config = ctx.load()
+    from rotator.app import open_engine
+    from rotator.store import db
+
+    engine = open_engine(config)
+    try:
+        status = db.schema_status(engine)
+    finally:
+        engine.dispose()
+    state = "current" if status.is_current else ("empty" if status.is_empty else "behind")
+    if args.output == "json":
+        ctx.emit_json(
+            {
+                "store": db.redacted_url(engine.url),
+                "current": status.current,
+                "head": status.head,
+                "state": state,
+            }
+        )
+    else:
+        ctx.emit(f"store:   {db.redacted_url(engine.url)}")
+        ctx.emit(f"current: {status.current or '(no schema)'}")
+        ctx.emit(f"head:    {status.head}")
+        ctx.emit(f"state:   {state}" + ("" if status.is_current else f" ({_fix(status)})"))
+    if not status.is_current:
+        print(f"rotator: the store's schema is {state}: {_fix(status)}", file=ctx.stderr)
+    return EXIT_OK if status.is_current else EXIT_USAGE
+
+
+def _fix(status: Any) -> str:
+    if status.is_unknown:
+        return "a newer rotator migrated it: run that version"
+    return "run `rotator db upgrade`"
+
+
+def cmd_sandbox_serve(args: argparse.Namespace, ctx: Context) -> int:
+    """Serve the emulated Elasticsearch until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from rotator.sandbox import Sandbox, parse_user_spec
+
+    ctx.load()
+    try:
+        users = [parse_user_spec(text) for text in args.user]
+        sandbox = Sandbox.start(
+            host=args.host, port=args.port, version=args.version, users=users, state_file=args.state
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    ctx.emit(f"listening on {sandbox.url}")
+    if not any(u[0] == "elastic" for u in users):
+        ctx.emit(f"superuser: elastic / {sandbox.elastic_password}")
+    ctx.stdout.flush()
+    while not stop.wait(0.5):
+        pass
+    sandbox.stop()
+    if args.state:
+        sandbox.save()
+        print(f"state saved to {args.state}", file=ctx.stderr)
+    return EXIT_OK
+
+
+def _lifecycle_context(ctx: Context) -> tuple[Config, Any, Any]:
+    """Load the config, open a current store and build the lifecycle."""
+    from rotator.app import build_lifecycle, open_current_store
+    from rotator.clock import SystemClock
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    clock = SystemClock()
+    return config, engine, (build_lifecycle(config, engine, clock), clock)
+
+
+def _emit_outcomes(ctx: Context, args: argparse.Namespace, outcomes: Sequence[Any]) -> int:
+    from rotator import commands
+
+    failed = [o for o in outcomes if not o.ok]
+    if args.output == "json":
+        ctx.emit_json({"outcomes": [o.to_json() for o in outcomes], "failed": len(failed)})
+    elif outcomes:
+        ctx.emit(commands.table(commands.OUTCOME_HEADERS, commands.outcome_rows(outcomes)))
+    else:
+        ctx.emit("nothing to do")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the jobs once: provision, rotate, or all."""
+    from rotator import commands
+
+    config, engine, (lifecycle, clock) = _lifecycle_context(ctx)
+    try:
+        with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
+            outcomes = commands.run_once(lifecycle, commands.specs(config), args.job, fence=lease)
+    finally:
+        engine.dispose()
+    return _emit_outcomes(ctx, args, outcomes)
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    """The daemon: preflight, then every job on its schedule until a signal stops it."""
+    from rotator.app import open_current_store
+    from rotator.clock import SystemClock
+    from rotator.service import Service
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    try:
+        path = ctx.config_path
+
+        def reload() -> Config:
+            return load_config(path) if path is not None else validate_config({}, "(defaults)")
+
+        service = Service(config, engine, SystemClock(), load_config=reload)
+        problems = service.preflight()
+        if problems:
+            for problem in problems:
+                print(problem, file=ctx.stderr)
+            print(
+                f"rotator run: {len(problems)} problem(s) found before starting; nothing was "
+                "scheduled",
+                file=ctx.stderr,
+            )
+            return EXIT_USAGE
+        return service.serve()
+    finally:
+        engine.dispose()
+
+
+def cmd_rotate(args: argparse.Namespace, ctx: Context) -> int:
+    """Rotate the named source (or all) now, whatever its renewal time."""
+    from rotator import commands
+
+    config, engine, (lifecycle, clock) = _lifecycle_context(ctx)
+    try:
+        forced = commands.forced_sources(config, [args.source] if args.source else [], args.all)
+        specs = commands.specs(config)
+        if args.dry_run:
+            actions = [a for a in lifecycle.plan(specs, forced=forced) if a.source in forced]
+            return _emit_plan(ctx, args, actions)
+        with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
+            outcomes = commands.run_once(lifecycle, specs, "all", forced, fence=lease)
+    finally:
+        engine.dispose()
+    return _emit_outcomes(ctx, args, outcomes)
+
+
+def _emit_plan(ctx: Context, args: argparse.Namespace, actions: Sequence[Any]) -> int:
+    from rotator import commands
+
+    if args.output == "json":
+        ctx.emit_json(
+            {"summary": commands.summarize(actions), "actions": [a.to_json() for a in actions]}
+        )
+        return EXIT_OK
+    ctx.emit(commands.summarize(actions))
+    if actions:
+        ctx.emit(commands.table(commands.PLAN_HEADERS, commands.plan_rows(actions)))
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
+    """Show what would be done now, and why, without changing anything."""
+    from rotator import commands
+
+    config, engine, (lifecycle, _clock) = _lifecycle_context(ctx)
+    try:
+        actions = lifecycle.plan(commands.specs(config))
+    finally:
+        engine.dispose()
+    return _emit_plan(ctx, args, actions)
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    """Show each source's current key, its times, state, last rotation and failures."""
+    from rotator import commands
+    from rotator.app import open_current_store
+    from rotator.clock import SystemClock
+    from rotator.store import db
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    try:
+        # Reads only: never waits behind a rotation that holds the store's write lock.
+        entries = commands.status(db.read_only(engine), config)
+        leader = commands.leader_status(db.read_only(engine), SystemClock().now())
+    finally:
+        engine.dispose()
+    if args.output == "json":
+        ctx.emit_json({"leader": leader, "sources": entries})
+        return EXIT_OK
+    ctx.emit(commands.leader_line(leader))
+    if entries:
+        ctx.emit(commands.table(commands.STATUS_HEADERS, commands.status_rows(entries)))
+    else:
+        ctx.emit("no sources configured or recorded")
+    return EXIT_OK
+
+
+def cmd_sandbox_demo(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the guided demo against an in-process sandbox."""
+    from rotator import log
+    from rotator.demo import run_demo
+
+    config = ctx.load()
+    # The story goes to standard output; only warnings and errors go to the log.
+    log.configure(level=ctx.log_level or "warning", fmt=ctx.log_format or config.log.format)
+    return run_demo(ctx.emit, version=args.version, work_dir=Path(args.dir) if args.dir else None)
+
+
+def not_yet(feature: str) -> Handler:
+    """A verb whose feature this version does not have: it says so, after checking the config."""
+
+    def handler(args: argparse.Namespace, ctx: Context) -> int:
+        ctx.load()
+        raise NotImplementedYet(
+            f"`rotator {args.verb_name}` is not available in rotator {__version__}: "
+            f"{feature} is not part of this version"
+        )
+
+    return handler
+
+
+def split_problems(problems: Sequence[str]) -> list[dict[str, str]]:
+    """``path: message`` lines as ``{"path", "message"}`` objects for ``-o json``."""
+    out = []
+    for problem in problems:
+        path, _, message = problem.partition(": ")
+        out.append({"path": path, "message": message})
+    return out
