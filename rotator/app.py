@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from rotator.audit import AuditLog
 from rotator.clock import Clock
 from rotator.config import Config
-from rotator.jobs.context import Deps, Fence, Unfenced, no_checkpoint
+from rotator.jobs.context import Deps, Fence, no_checkpoint
 from rotator.jobs.lifecycle import Lifecycle
 from rotator.model import SourceSpec
 from rotator.ports import KeyAuthority, Sink
@@ -21,6 +21,7 @@ from rotator.store.db import (
     require_current_schema,
     session_factory,
 )
+from rotator.store.uow import SqlUnitsOfWork
 
 
 def open_engine(config: Config) -> Engine:
@@ -78,17 +79,18 @@ def build_deps(
             cache[spec.name] = [build_sink(c, clock=clock, source=spec.name) for c in spec.sinks]
         return cache[spec.name]
 
+    audit = AuditLog(sessions, actor=f"rotator@{socket.gethostname()}")
+    store = SqlUnitsOfWork(
+        sessions, audit, clock.now, fence=fence, reads=read_session_factory(engine)
+    )
     return Deps(
-        sessions=sessions,
-        reads=read_session_factory(engine),
+        store=store,
         authority=authority,
         clock=clock,
-        audit=AuditLog(sessions, actor=f"rotator@{socket.gethostname()}"),
         sinks=sinks,
         backoff_initial=config.service.backoff_initial,
         backoff_max=config.service.backoff_max,
         checkpoint=checkpoint or no_checkpoint,
-        fence=fence or Unfenced(),
     )
 
 

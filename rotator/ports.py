@@ -1,12 +1,20 @@
-"""Ports: the protocols the executor works through (Elasticsearch, sinks), and the credential."""
+"""Ports: the protocols the executor works through (Elasticsearch, sinks, the store's units of
+work), and the credential."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rotator.states import KeyState, RotationState
+    from rotator.store.models import ApiKey, Rotation, Source
+    from rotator.store.uow import Fence
+    from rotator.vocabulary import AuditAction, AuditOutcome
 
 
 @dataclass(frozen=True)
@@ -130,4 +138,216 @@ class KeyAuthority(Protocol):
 
     def check_own_privileges(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Ask ``_has_privileges`` as rotator's own identity (a key never holds more)."""
+        ...
+
+
+# --- the store ---------------------------------------------------------------------------------
+# The store's mapped rows (Source, ApiKey, Rotation) are plain data holders: a job may read and
+# set their fields inside a unit of work, and what it set is written when the unit commits.
+
+
+class SourceStore(Protocol):
+    """The sources' desired state, failures and backoff, as the jobs use them."""
+
+    def get(self, name: str) -> Source | None:
+        """The source called ``name``, or None."""
+        ...
+
+    def require(self, name: str) -> Source:
+        """The source called ``name``; LookupError when there is none."""
+        ...
+
+    def upsert_spec(self, name: str, spec: Mapping[str, Any], now: datetime) -> Source:
+        """Record a source's desired spec; a changed or retired source is updated."""
+        ...
+
+    def list_sources(self, *, include_retired: bool = False) -> list[Source]:
+        """The sources by name; retired ones only when asked."""
+        ...
+
+    def record_failure(
+        self, name: str, error: str, *, now: datetime, next_attempt_at: datetime
+    ) -> Source:
+        """Count a failed attempt and hold the source back until ``next_attempt_at``."""
+        ...
+
+    def reset_failures(self, name: str, now: datetime) -> Source:
+        """Clear the failure count, the last error and the backoff."""
+        ...
+
+    def bump_generation(self, name: str, now: datetime) -> int:
+        """Advance the source's generation; returns the new one."""
+        ...
+
+
+class KeyStore(Protocol):
+    """The keys rotator created, and their lifecycle (moves checked against KEY_TRANSITIONS)."""
+
+    def add(self, key: ApiKey) -> ApiKey:
+        """Insert ``key`` and give it its id."""
+        ...
+
+    def get_by_es_id(self, es_id: str) -> ApiKey | None:
+        """The key Elasticsearch knows as ``es_id``, or None."""
+        ...
+
+    def current_for_source(self, source_name: str) -> ApiKey | None:
+        """The source's active key of the highest generation, or None."""
+        ...
+
+    def for_source(
+        self, source_name: str, states: Iterable[KeyState] | None = None
+    ) -> list[ApiKey]:
+        """The source's keys (optionally only in ``states``), oldest first."""
+        ...
+
+    def for_rotation(self, rotation_id: str) -> ApiKey | None:
+        """The key row a rotation created, or None."""
+        ...
+
+    def live(self) -> list[ApiKey]:
+        """Every recorded key that is active or retiring."""
+        ...
+
+    def known_es_ids(self) -> set[str]:
+        """The Elasticsearch ids of every recorded key."""
+        ...
+
+    def transition(self, key: ApiKey, to: KeyState, now: datetime) -> ApiKey:
+        """Move ``key`` to ``to``; IllegalTransition when the lifecycle has no such move."""
+        ...
+
+    def record_created(
+        self,
+        key: ApiKey,
+        *,
+        es_id: str,
+        expires_at: datetime | None,
+        renewal_at: datetime | None,
+        secret_fingerprint: str,
+        now: datetime,
+        jitter_seconds: int = 0,
+    ) -> ApiKey:
+        """Record what Elasticsearch returned for a new key and move it to ``created``."""
+        ...
+
+    def mark_delivery_started(self, key: ApiKey, now: datetime) -> ApiKey:
+        """Stamp the moment before the first sink is called."""
+        ...
+
+    def add_receipt(self, key: ApiKey, receipt: Mapping[str, Any], now: datetime) -> ApiKey:
+        """Append one sink's receipt; the first one stamps ``delivered_at``."""
+        ...
+
+    def schedule_retirement(self, key: ApiKey, *, retire_at: datetime, now: datetime) -> ApiKey:
+        """Move an active key to ``retiring`` until ``retire_at``."""
+        ...
+
+
+class RotationStore(Protocol):
+    """Rotation intents: recorded before Elasticsearch is called, resumed after a crash."""
+
+    def start(
+        self,
+        source_name: str,
+        reason: str,
+        now: datetime,
+        *,
+        previous_key_es_id: str | None = None,
+    ) -> Rotation:
+        """Record the intent to replace a source's key, with a fresh rotation id."""
+        ...
+
+    def unfinished(self, source_name: str | None = None) -> list[Rotation]:
+        """The rotations neither completed nor compensated, oldest first."""
+        ...
+
+    def all_ids(self) -> set[str]:
+        """The id of every rotation the store started."""
+        ...
+
+    def advance(
+        self,
+        rotation: Rotation,
+        state: RotationState,
+        now: datetime,
+        *,
+        new_key_es_id: str | None = None,
+    ) -> Rotation:
+        """Move the rotation on; IllegalTransition when it is already finished."""
+        ...
+
+    def fail(
+        self,
+        rotation: Rotation,
+        error: str,
+        *,
+        now: datetime,
+        next_attempt_at: datetime | None,
+    ) -> Rotation:
+        """Record a failed attempt (without ``next_attempt_at``: the rotation is failed)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over the store: everything done through it commits together or not at all."""
+
+    @property
+    def sources(self) -> SourceStore:
+        """The sources."""
+        ...
+
+    @property
+    def keys(self) -> KeyStore:
+        """The keys rotator created."""
+        ...
+
+    @property
+    def rotations(self) -> RotationStore:
+        """The rotations."""
+        ...
+
+    def key_row(self, row_id: int) -> ApiKey | None:
+        """The key row with this id, or None."""
+        ...
+
+    def rotation_row(self, rotation_id: str) -> Rotation | None:
+        """The rotation with this id, or None."""
+        ...
+
+    def audit(
+        self,
+        *,
+        now: datetime,
+        action: AuditAction,
+        subject: str,
+        outcome: AuditOutcome,
+        details: Mapping[str, Any],
+    ) -> int:
+        """Append an audit event (redacted, hash-chained) in this unit; returns its sequence."""
+        ...
+
+
+class UnitsOfWork(Protocol):
+    """Where units of work come from, every write checked against the leader lease's fence."""
+
+    @property
+    def lost(self) -> bool:
+        """Whether a write was refused because the lease is gone: the job must stop at once."""
+        ...
+
+    def fenced(self, fence: Fence) -> UnitsOfWork:
+        """The same store, every write checked against ``fence`` instead."""
+        ...
+
+    def write(self) -> AbstractContextManager[UnitOfWork]:
+        """A fenced unit that commits when the block ends and rolls back when it raises.
+
+        Raises:
+            LeaseLost: the writer no longer holds the leader lease; nothing is written.
+        """
+        ...
+
+    def read(self) -> AbstractContextManager[UnitOfWork]:
+        """A unit that only reads: whatever is changed through it is discarded."""
         ...

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.orm import Session, sessionmaker
 
-from rotator.audit import AuditLog
 from rotator.clock import Clock
 from rotator.errors import RotatorError
 from rotator.log import get_logger
 from rotator.model import SourceSpec
 from rotator.planner import backoff_delay
-from rotator.ports import KeyAuthority, Sink
-from rotator.store.repositories import SourceRepository
+from rotator.ports import KeyAuthority, Sink, UnitOfWork, UnitsOfWork
+from rotator.store.uow import Fence, Unfenced
 from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
 SinkFactory = Callable[[SourceSpec], Sequence[Sink]]
 Checkpoint = Callable[[str], None]
 T = TypeVar("T")
+
+__all__ = ["CREATE_WAITS", "READ_WAITS", "Deps", "Fence", "Unfenced", "describe", "no_checkpoint"]
 
 # Waits between attempts at an idempotent Elasticsearch call within one run (seconds).
 READ_WAITS = (0.5, 1.0, 2.0)
@@ -36,46 +36,17 @@ def no_checkpoint(_name: str) -> None:
     """The checkpoint used outside tests: nothing happens between steps."""
 
 
-class Fence(Protocol):
-    """Refuses a write made by a process that no longer holds the leader lease."""
-
-    @property
-    def lost(self) -> bool:
-        """Whether a write was refused: the job must stop at once."""
-        ...
-
-    def check(self, session: Session, now: datetime) -> None:
-        """Inside a write transaction, before anything is written.
-
-        Raises:
-            LeaseLost: the lease expired or changed hands; nothing is written.
-        """
-        ...
-
-
-class Unfenced:
-    """No lease: the writer is alone (tests, and stores no replica shares)."""
-
-    lost = False
-
-    def check(self, session: Session, now: datetime) -> None:
-        """Every write is allowed."""
-
-
 @dataclass(frozen=True)
 class Deps:
     """The ports and settings every lifecycle step works through, for one job run."""
 
-    sessions: sessionmaker[Session]
+    store: UnitsOfWork
     authority: KeyAuthority
     clock: Clock
-    audit: AuditLog
     sinks: SinkFactory
     backoff_initial: timedelta = timedelta(minutes=1)
     backoff_max: timedelta = timedelta(hours=1)
     checkpoint: Checkpoint = no_checkpoint
-    fence: Fence = field(default_factory=Unfenced)
-    reads: sessionmaker[Session] | None = None  # read-only sessions: never the write lock
     job: str = "lifecycle"
     run_id: str = ""
     log: Any = field(default_factory=lambda: get_logger("rotator.lifecycle"))
@@ -90,38 +61,28 @@ class Deps:
         """The current time, from the injected clock."""
         return self.clock.now()
 
-    def read(self) -> Session:
-        """A session that only reads (on SQLite: a snapshot, never waiting for a writer)."""
-        return (self.reads or self.sessions)()
+    def read(self) -> AbstractContextManager[UnitOfWork]:
+        """A unit that only reads (on SQLite: a snapshot, never waiting for a writer)."""
+        return self.store.read()
 
-    @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction, fenced: a writer that lost the lease writes nothing.
+    def write(self) -> AbstractContextManager[UnitOfWork]:
+        """A unit of work, fenced: a writer that lost the lease writes nothing.
 
         Raises:
             LeaseLost: the lease is no longer held.
         """
-        with self.sessions.begin() as session:
-            self.fence.check(session, self.now())
-            yield session
+        return self.store.write()
 
     def audit_in(
         self,
-        session: Session,
+        uow: UnitOfWork,
         action: AuditAction,
         subject: str,
         outcome: AuditOutcome = AuditOutcome.SUCCESS,
         **details: Any,
     ) -> None:
-        """Record an audit event in the transaction of the change it records."""
-        self.audit.write(
-            session,
-            now=self.now(),
-            action=action,
-            subject=subject,
-            outcome=outcome,
-            details=details,
-        )
+        """Record an audit event in the unit of the change it records."""
+        uow.audit(now=self.now(), action=action, subject=subject, outcome=outcome, details=details)
 
     def retrying(self, what: str, call: Callable[[], T]) -> T:
         """Run an idempotent call, retrying a retryable failure with a short backoff.
@@ -146,11 +107,11 @@ class Deps:
                 self.clock.sleep(wait)
 
     def record_source_failure(
-        self, session: Session, source: str, error: str
+        self, uow: UnitOfWork, source: str, error: str
     ) -> tuple[int, datetime]:
         """Count one more failure of ``source`` and back it off; returns (failures, retry_at)."""
         now = self.now()
-        sources = SourceRepository(session)
+        sources = uow.sources
         failures = sources.require(source).failure_count + 1
         retry_at = now + backoff_delay(failures, self.backoff_initial, self.backoff_max)
         sources.record_failure(source, error, now=now, next_attempt_at=retry_at)

@@ -10,7 +10,6 @@ from rotator.jobs.context import Deps
 from rotator.jobs.rows import stored_overlap
 from rotator.model import EsStatus, Inventory, KeyState, KeyView, SourceSpec, SourceView
 from rotator.store.models import ApiKey, Source
-from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
 
 MANAGED_BY = "rotator"
 
@@ -28,10 +27,9 @@ def gather_inventory(
         RotatorError: Elasticsearch kept failing (or refused rotator): nothing is planned on a
             guess.
     """
-    with deps.read() as session:
-        sources = SourceRepository(session).list_sources(include_retired=True)
-        keys = ApiKeyRepository(session)
-        rotations = RotationRepository(session)
+    with deps.read() as uow:
+        sources = uow.sources.list_sources(include_retired=True)
+        keys, rotations = uow.keys, uow.rotations
         views = tuple(_source_view(s, fingerprints.get(s.name)) for s in sources)
         pending = tuple((r.source_name, r.id) for r in rotations.unfinished())
         known_ids, rotation_ids = keys.known_es_ids(), rotations.all_ids()

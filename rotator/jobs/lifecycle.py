@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from rotator.errors import LeaseLost, RotatorError, VerificationFailed
 from rotator.jobs.context import Deps, Fence, describe
 from rotator.jobs.inventory import gather_inventory
@@ -26,9 +24,9 @@ from rotator.jobs.recovery import Recovery
 from rotator.jobs.rows import StepFailed, stored_overlap
 from rotator.model import Action, ActionKind, EsStatus, Inventory, Reason, SourceSpec, iso
 from rotator.planner import plan
-from rotator.ports import Credential
+from rotator.ports import Credential, UnitOfWork
 from rotator.store.models import ApiKeyState
-from rotator.store.repositories import ApiKeyRepository, SourceRepository, spec_fingerprint
+from rotator.store.repositories import spec_fingerprint
 from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
 __all__ = [
@@ -138,7 +136,8 @@ class Lifecycle:
 
     def fenced(self, fence: Fence) -> Lifecycle:
         """The same lifecycle, every write checked against ``fence`` (the leader lease)."""
-        return Lifecycle(replace(self._base, fence=fence), max_parallel=self._max_parallel)
+        deps = replace(self._base, store=self._base.store.fenced(fence))
+        return Lifecycle(deps, max_parallel=self._max_parallel)
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -176,7 +175,7 @@ class Lifecycle:
         actions = plan(specs, inventory, self._deps.now())
         wanted = [a for a in actions if a.kind in JOB_KINDS[job]]
         report.outcomes.extend(self.execute(specs, wanted))
-        if self._deps.fence.lost:
+        if self._deps.store.lost:
             raise LeaseLost("stopped early: the leader lease was lost, or the service is stopping")
         report.outcomes.extend(self.health(specs, inventory, report.outcomes))
 
@@ -193,8 +192,8 @@ class Lifecycle:
     def sync_specs(self, specs: Sequence[SourceSpec]) -> None:
         """Record each source's desired state; a changed spec resets its failures."""
         now = self._deps.now()
-        with self._deps.write() as session:
-            repo = SourceRepository(session)
+        with self._deps.write() as uow:
+            repo = uow.sources
             for spec in specs:
                 before = repo.get(spec.name)
                 old_fp = before.spec_fingerprint if before is not None else None
@@ -219,9 +218,9 @@ class Lifecycle:
         failed_now = {o.action.source for o in outcomes if not o.ok}
         statuses = {k.es_id: k.es_status for k in before.keys}
         out = []
-        with self._deps.read() as session:
+        with self._deps.read() as uow:
             for spec in specs:
-                problem = _unhealthy(session, spec.name, statuses, now)
+                problem = _unhealthy(uow, spec.name, statuses, now)
                 if problem is None or spec.name in failed_now:
                     continue
                 action = Action(ActionKind.HEALTH, spec.name, Reason.UNHEALTHY, now)
@@ -245,7 +244,7 @@ class Lifecycle:
     def _run_group(self, specs: dict[str, SourceSpec], actions: list[Action]) -> list[Outcome]:
         out = []
         for action in actions:
-            if self._deps.fence.lost:  # another replica leads now: stop acting at once
+            if self._deps.store.lost:  # another replica leads now: stop acting at once
                 break
             out.append(self._run_action(specs.get(action.source), action))
         return out
@@ -289,8 +288,8 @@ class Lifecycle:
         return "; ".join(r.detail for r in results) or "nothing left to recover", None
 
     def _check_health(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
-        with self._deps.read() as session:
-            problem = _unhealthy(session, action.source, {}, self._deps.now())
+        with self._deps.read() as uow:
+            problem = _unhealthy(uow, action.source, {}, self._deps.now())
         if problem is not None:
             raise StepFailed(problem)
         return "healthy", None
@@ -318,10 +317,10 @@ class Lifecycle:
                     f"key {key_id} was updated but lacks privileges its source needs{lacks}"
                 )
         except RotatorError as exc:
-            with self._deps.write() as session:
-                _n, retry_at = self._deps.record_source_failure(session, spec.name, exc.message)
+            with self._deps.write() as uow:
+                _n, retry_at = self._deps.record_source_failure(uow, spec.name, exc.message)
                 self._deps.audit_in(
-                    session,
+                    uow,
                     AuditAction.KEY_UPDATE_FAILED,
                     spec.name,
                     AuditOutcome.FAILURE,
@@ -331,14 +330,14 @@ class Lifecycle:
                 )
             raise
         now = self._deps.now()
-        with self._deps.write() as session:
-            row = ApiKeyRepository(session).get_by_es_id(key_id)
+        with self._deps.write() as uow:
+            row = uow.keys.get_by_es_id(key_id)
             if row is not None:
                 row.config_fingerprint = spec.privileges_fingerprint
                 row.updated_at = now
-            SourceRepository(session).reset_failures(spec.name, now)
+            uow.sources.reset_failures(spec.name, now)
             self._deps.audit_in(
-                session, AuditAction.KEY_UPDATED, spec.name, key_id=key_id, role_descriptors=wanted
+                uow, AuditAction.KEY_UPDATED, spec.name, key_id=key_id, role_descriptors=wanted
             )
         return f"updated the privileges of {key_id} in place and verified them", None
 
@@ -354,12 +353,12 @@ class Lifecycle:
                 return f"kept {key_id}: waiting for {names} to acknowledge the new key", None
         self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate([key_id]))
         now = self._deps.now()
-        with self._deps.write() as session:
-            row = ApiKeyRepository(session).get_by_es_id(key_id)
+        with self._deps.write() as uow:
+            row = uow.keys.get_by_es_id(key_id)
             if row is not None and row.state is not ApiKeyState.INVALIDATED:
-                ApiKeyRepository(session).transition(row, ApiKeyState.INVALIDATED, now)
+                uow.keys.transition(row, ApiKeyState.INVALIDATED, now)
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.KEY_INVALIDATED,
                 action.source,
                 key_id=key_id,
@@ -369,8 +368,8 @@ class Lifecycle:
 
     def _current_view(self, spec: SourceSpec) -> Credential | None:
         """The source's current key as an acknowledgement sees it: ids only, never a secret."""
-        with self._deps.read() as session:
-            row = ApiKeyRepository(session).current_for_source(spec.name)
+        with self._deps.read() as uow:
+            row = uow.keys.current_for_source(spec.name)
             if row is None or row.es_id is None:
                 return None
             return Credential(
@@ -384,10 +383,10 @@ class Lifecycle:
 
     def _retire_source(self, _spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
         now = self._deps.now()
-        with self._deps.write() as session:
-            source = SourceRepository(session).get(action.source)
+        with self._deps.write() as uow:
+            source = uow.sources.get(action.source)
             overlap = stored_overlap(source)
-            keys = ApiKeyRepository(session)
+            keys = uow.keys
             row = keys.get_by_es_id(action.key_id or "")
             if row is not None and row.state is ApiKeyState.ACTIVE:
                 keys.schedule_retirement(row, retire_at=now + overlap, now=now)
@@ -396,7 +395,7 @@ class Lifecycle:
             if source is not None and source.retired_at is None:
                 source.retired_at = now
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.SOURCE_REMOVED,
                 action.source,
                 key_id=action.key_id,
@@ -410,9 +409,9 @@ class Lifecycle:
     ) -> tuple[str, str | None]:
         key_id = action.key_id or ""
         self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate([key_id]))
-        with self._deps.write() as session:
+        with self._deps.write() as uow:
             self._deps.audit_in(
-                session, AuditAction.KEY_INVALIDATED, "-", key_id=key_id, reason="orphaned"
+                uow, AuditAction.KEY_INVALIDATED, "-", key_id=key_id, reason="orphaned"
             )
         return f"invalidated untracked key {key_id} (its secret was never delivered)", None
 
@@ -448,11 +447,11 @@ def _need(spec: SourceSpec | None, action: Action) -> SourceSpec:
 
 
 def _unhealthy(
-    session: Session, source: str, statuses: dict[str, EsStatus], now: datetime
+    uow: UnitOfWork, source: str, statuses: dict[str, EsStatus], now: datetime
 ) -> str | None:
     """Why a source has no valid delivered current key, or None when it has one."""
-    row = ApiKeyRepository(session).current_for_source(source)
-    stored = SourceRepository(session).get(source)
+    row = uow.keys.current_for_source(source)
+    stored = uow.sources.get(source)
     waiting = ""
     if stored is not None and stored.failure_count:
         waiting = (

@@ -11,18 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from rotator.errors import RotatorError, VerificationFailed
 from rotator.jobs import rows
 from rotator.jobs.context import CREATE_WAITS, Deps, describe
 from rotator.jobs.rows import StepFailed
 from rotator.model import Action, ActionKind, Reason, SourceSpec, iso
 from rotator.planner import jitter_for, renewal_at
-from rotator.ports import Credential, DeliveryReceipt, Sink
+from rotator.ports import Credential, DeliveryReceipt, Sink, UnitOfWork
 from rotator.scoping import VerificationSet
 from rotator.store.models import ApiKey, ApiKeyState, RotationState
-from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
 from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
 MANAGED_BY = "rotator"
@@ -82,9 +79,9 @@ class RotationPipeline:
         self._deps.log.warning(
             LogEvent.KEY_DRIFTED, source=spec.name, key_id=action.key_id, detail=action.detail
         )
-        with self._deps.write() as session:
+        with self._deps.write() as uow:
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.KEY_DRIFTED,
                 spec.name,
                 AuditOutcome.WARNING,
@@ -94,13 +91,13 @@ class RotationPipeline:
 
     def _begin(self, spec: SourceSpec, action: Action) -> Attempt:
         now = self._deps.now()
-        with self._deps.write() as session:
-            generation = SourceRepository(session).bump_generation(spec.name, now)
-            rotation = RotationRepository(session).start(
+        with self._deps.write() as uow:
+            generation = uow.sources.bump_generation(spec.name, now)
+            rotation = uow.rotations.start(
                 spec.name, action.reason.value, now, previous_key_es_id=action.key_id
             )
             name = f"rotator-{spec.name}-{generation}"
-            row = ApiKeyRepository(session).add(
+            row = uow.keys.add(
                 ApiKey(
                     name=name,
                     source_name=spec.name,
@@ -113,11 +110,11 @@ class RotationPipeline:
                     policy_fingerprint=spec.policy_fingerprint,
                 )
             )
-            ApiKeyRepository(session).transition(row, ApiKeyState.CREATING, now)
-            RotationRepository(session).advance(rotation, RotationState.CREATING, now)
+            uow.keys.transition(row, ApiKeyState.CREATING, now)
+            uow.rotations.advance(rotation, RotationState.CREATING, now)
             attempt = Attempt(spec, rotation.id, row.id, name, generation)
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.ROTATION_STARTED,
                 spec.name,
                 rotation_id=attempt.rotation_id,
@@ -202,9 +199,9 @@ class RotationPipeline:
         now = self._deps.now()
         expires = credential.expiration or now + spec.lifetime
         renewal = renewal_at(expires, spec.rotate_before, spec.jitter, credential.id)
-        with self._deps.write() as session:
-            ApiKeyRepository(session).record_created(
-                rows.key_row(session, attempt.row_id),
+        with self._deps.write() as uow:
+            uow.keys.record_created(
+                rows.key_row(uow, attempt.row_id),
                 es_id=credential.id,
                 expires_at=expires,
                 renewal_at=renewal,
@@ -212,21 +209,19 @@ class RotationPipeline:
                 now=now,
                 jitter_seconds=int(jitter_for(spec.jitter, credential.id).total_seconds()),
             )
-            RotationRepository(session).advance(
-                rows.rotation_row(session, attempt.rotation_id),
+            uow.rotations.advance(
+                rows.rotation_row(uow, attempt.rotation_id),
                 RotationState.CREATED,
                 now,
                 new_key_es_id=credential.id,
             )
 
     def _advance(
-        self, session: Session, attempt: Attempt, key: ApiKeyState, rotation: RotationState
+        self, uow: UnitOfWork, attempt: Attempt, key: ApiKeyState, rotation: RotationState
     ) -> None:
         now = self._deps.now()
-        ApiKeyRepository(session).transition(rows.key_row(session, attempt.row_id), key, now)
-        RotationRepository(session).advance(
-            rows.rotation_row(session, attempt.rotation_id), rotation, now
-        )
+        uow.keys.transition(rows.key_row(uow, attempt.row_id), key, now)
+        uow.rotations.advance(rows.rotation_row(uow, attempt.rotation_id), rotation, now)
 
     def _verify(self, attempt: Attempt, credential: Credential) -> None:
         spec = attempt.spec
@@ -243,33 +238,31 @@ class RotationPipeline:
                 + "; ".join(wrong)
                 + owner_lacks(self._deps, checks)
             )
-        with self._deps.write() as session:
-            self._advance(session, attempt, ApiKeyState.VERIFIED, RotationState.VERIFIED)
-            self._deps.audit_in(session, AuditAction.KEY_VERIFIED, spec.name, key_id=credential.id)
+        with self._deps.write() as uow:
+            self._advance(uow, attempt, ApiKeyState.VERIFIED, RotationState.VERIFIED)
+            self._deps.audit_in(uow, AuditAction.KEY_VERIFIED, spec.name, key_id=credential.id)
 
     def _deliver(self, attempt: Attempt, credential: Credential) -> None:
         spec = attempt.spec
         now = self._deps.now()
-        with self._deps.write() as session:
-            ApiKeyRepository(session).mark_delivery_started(
-                rows.key_row(session, attempt.row_id), now
-            )
+        with self._deps.write() as uow:
+            uow.keys.mark_delivery_started(rows.key_row(uow, attempt.row_id), now)
         for sink in self._deps.sinks(spec):
             receipt = self._deliver_to(sink, credential)
             attempt.receipts.append(receipt)
             self._deps.checkpoint("sink-returned")
             self._record_receipt(attempt, sink.name, receipt)
             self._deps.checkpoint("sink-delivered")
-        with self._deps.write() as session:
-            self._advance(session, attempt, ApiKeyState.DELIVERED, RotationState.DELIVERED)
+        with self._deps.write() as uow:
+            self._advance(uow, attempt, ApiKeyState.DELIVERED, RotationState.DELIVERED)
 
     def _record_receipt(self, attempt: Attempt, sink: str, receipt: DeliveryReceipt) -> None:
         now = self._deps.now()
         entry = receipt_entry(sink, receipt, now.isoformat())
-        with self._deps.write() as session:
-            ApiKeyRepository(session).add_receipt(rows.key_row(session, attempt.row_id), entry, now)
+        with self._deps.write() as uow:
+            uow.keys.add_receipt(rows.key_row(uow, attempt.row_id), entry, now)
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.KEY_DELIVERED,
                 attempt.spec.name,
                 key_id=attempt.credential.id if attempt.credential else None,
@@ -295,19 +288,19 @@ class RotationPipeline:
     def _activate(self, attempt: Attempt) -> None:
         spec = attempt.spec
         now = self._deps.now()
-        with self._deps.write() as session:
-            row = rows.key_row(session, attempt.row_id)
+        with self._deps.write() as uow:
+            row = rows.key_row(uow, attempt.row_id)
             retired = rows.activate(
-                session,
+                uow,
                 spec.name,
                 row,
-                rows.rotation_row(session, attempt.rotation_id),
+                rows.rotation_row(uow, attempt.rotation_id),
                 now,
                 spec.overlap,
             )
-            SourceRepository(session).reset_failures(spec.name, now)
+            uow.sources.reset_failures(spec.name, now)
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.KEY_ACTIVATED,
                 spec.name,
                 key_id=row.es_id,
@@ -371,11 +364,11 @@ class RotationPipeline:
         """
         spec = attempt.spec
         now = self._deps.now()
-        with self._deps.write() as session:
-            failures, retry_at = self._deps.record_source_failure(session, spec.name, error)
-            rows.settle_failed(session, attempt.row_id, attempt.rotation_id, error, resolution, now)
+        with self._deps.write() as uow:
+            failures, retry_at = self._deps.record_source_failure(uow, spec.name, error)
+            rows.settle_failed(uow, attempt.row_id, attempt.rotation_id, error, resolution, now)
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.ROTATION_FAILED,
                 spec.name,
                 AuditOutcome.FAILURE,

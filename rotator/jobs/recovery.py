@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from rotator.errors import RotatorError
 from rotator.jobs import rows
 from rotator.jobs.context import Deps, describe
 from rotator.jobs.rows import StepFailed
 from rotator.model import Action, ActionKind, Reason, SourceSpec
+from rotator.ports import UnitOfWork
 from rotator.store.models import ApiKeyState, RotationState
-from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
 from rotator.vocabulary import AuditAction, LogEvent
 
 
@@ -55,10 +53,10 @@ class Recovery:
 
     def pending(self) -> list[Interrupted]:
         """Every unfinished rotation, oldest first."""
-        with self._deps.read() as session:
-            keys = ApiKeyRepository(session)
+        with self._deps.read() as uow:
+            keys = uow.keys
             out = []
-            for rotation in RotationRepository(session).unfinished():
+            for rotation in uow.rotations.unfinished():
                 row = keys.for_rotation(rotation.id)
                 out.append(
                     Interrupted(
@@ -116,7 +114,7 @@ class Recovery:
             self._close(
                 item,
                 f"interrupted while delivering; {item.new_key} kept for the sinks that may hold it",
-                lambda session, now: _keep(session, item.rotation_id, now),
+                lambda uow, now: _keep(uow, item.rotation_id, now),
                 {"kept": item.new_key, "was": item.state.value},
             )
             return f"kept {item.new_key}: some sinks may hold it; a newer key goes to every sink"
@@ -126,7 +124,7 @@ class Recovery:
         self._close(
             item,
             f"interrupted while {item.state.value}; compensated",
-            lambda session, now: rows.close_invalidated(session, item.rotation_id, now),
+            lambda uow, now: rows.close_invalidated(uow, item.rotation_id, now),
             {"invalidated": ids, "was": item.state.value},
         )
         return f"compensated: invalidated {', '.join(ids) or 'nothing (no key was created)'}"
@@ -134,16 +132,16 @@ class Recovery:
     def _activate(self, item: Interrupted, why: str) -> str:
         now = self._deps.now()
         new_key = item.new_key or ""
-        with self._deps.write() as session:
-            row = ApiKeyRepository(session).get_by_es_id(new_key)
+        with self._deps.write() as uow:
+            row = uow.keys.get_by_es_id(new_key)
             if row is None:
                 raise StepFailed(f"rotation {item.rotation_id}: key {new_key} is not in the store")
-            overlap = rows.stored_overlap(SourceRepository(session).get(item.source))
-            rotation = rows.rotation_row(session, item.rotation_id)
-            rows.activate(session, item.source, row, rotation, now, overlap)
-            SourceRepository(session).reset_failures(item.source, now)
+            overlap = rows.stored_overlap(uow.sources.get(item.source))
+            rotation = rows.rotation_row(uow, item.rotation_id)
+            rows.activate(uow, item.source, row, rotation, now, overlap)
+            uow.sources.reset_failures(item.source, now)
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.KEY_ACTIVATED,
                 item.source,
                 key_id=new_key,
@@ -165,18 +163,18 @@ class Recovery:
         self,
         item: Interrupted,
         note: str,
-        settle: Callable[[Session, datetime], None],
+        settle: Callable[[UnitOfWork, datetime], None],
         details: dict[str, Any],
     ) -> None:
         """Settle the rotation's key row and mark the rotation compensated, then audit it."""
         now = self._deps.now()
-        with self._deps.write() as session:
-            settle(session, now)
-            rotation = rows.rotation_row(session, item.rotation_id)
+        with self._deps.write() as uow:
+            settle(uow, now)
+            rotation = rows.rotation_row(uow, item.rotation_id)
             rotation.last_error = note
-            RotationRepository(session).advance(rotation, RotationState.COMPENSATED, now)
+            uow.rotations.advance(rotation, RotationState.COMPENSATED, now)
             self._deps.audit_in(
-                session,
+                uow,
                 AuditAction.ROTATION_COMPENSATED,
                 item.source,
                 rotation_id=item.rotation_id,
@@ -189,7 +187,7 @@ def _all_sinks_took_it(spec: SourceSpec, item: Interrupted, deps: Deps) -> bool:
     return bool(names) and names <= item.delivered_to
 
 
-def _keep(session: Session, rotation_id: str, now: datetime) -> None:
-    row = ApiKeyRepository(session).for_rotation(rotation_id)
+def _keep(uow: UnitOfWork, rotation_id: str, now: datetime) -> None:
+    row = uow.keys.for_rotation(rotation_id)
     if row is not None and row.state not in (ApiKeyState.INVALIDATED, ApiKeyState.FAILED):
-        rows.keep_partial(session, row, now)
+        rows.keep_partial(uow, row, now)

@@ -1,14 +1,12 @@
-"""How lifecycle outcomes are written to key and rotation rows, inside a caller's transaction."""
+"""How lifecycle outcomes are written to key and rotation rows, inside a caller's unit of work."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
 from rotator.errors import RotatorError
+from rotator.ports import UnitOfWork
 from rotator.store.models import ApiKey, ApiKeyState, Rotation, RotationState, Source
-from rotator.store.repositories import ApiKeyRepository, RotationRepository
 
 # Used only when a source's stored spec has no overlap (a store written by an older version).
 FALLBACK_OVERLAP = timedelta(hours=24)
@@ -18,25 +16,25 @@ class StepFailed(RotatorError):
     """A lifecycle step failed; the new key (if any) has been dealt with."""
 
 
-def key_row(session: Session, row_id: int) -> ApiKey:
+def key_row(uow: UnitOfWork, row_id: int) -> ApiKey:
     """The key row with this primary key.
 
     Raises:
         StepFailed: it is gone from the store.
     """
-    row = session.get(ApiKey, row_id)
+    row = uow.key_row(row_id)
     if row is None:
         raise StepFailed(f"api key row {row_id} vanished from the store")
     return row
 
 
-def rotation_row(session: Session, rotation_id: str) -> Rotation:
+def rotation_row(uow: UnitOfWork, rotation_id: str) -> Rotation:
     """The rotation with this id.
 
     Raises:
         StepFailed: it is gone from the store.
     """
-    rotation = RotationRepository(session).get(rotation_id)
+    rotation = uow.rotation_row(rotation_id)
     if rotation is None:
         raise StepFailed(f"rotation {rotation_id} vanished from the store")
     return rotation
@@ -49,7 +47,7 @@ def stored_overlap(source: Source | None) -> timedelta:
 
 
 def activate(
-    session: Session,
+    uow: UnitOfWork,
     source: str,
     row: ApiKey,
     rotation: Rotation,
@@ -57,7 +55,7 @@ def activate(
     overlap: timedelta,
 ) -> list[str]:
     """Make ``row`` the current key; every other key of the source starts its overlap now."""
-    keys = ApiKeyRepository(session)
+    keys = uow.keys
     retiring = []
     for old in keys.for_source(source, states=[ApiKeyState.ACTIVE]):
         if old.id != row.id:
@@ -72,17 +70,17 @@ def activate(
         keys.transition(row, ApiKeyState.DELIVERED, now)
     if row.state is ApiKeyState.DELIVERED:
         keys.transition(row, ApiKeyState.ACTIVE, now)
-    RotationRepository(session).advance(rotation, RotationState.COMPLETED, now)
+    uow.rotations.advance(rotation, RotationState.COMPLETED, now)
     return retiring
 
 
-def keep_partial(session: Session, row: ApiKey, now: datetime) -> None:
+def keep_partial(uow: UnitOfWork, row: ApiKey, now: datetime) -> None:
     """A key some sinks may hold: it serves them until a newer key reaches every sink.
 
     It waits with no retirement time; the planner asks for a newer key, and the activation of
     that key starts this one's overlap.
     """
-    keys = ApiKeyRepository(session)
+    keys = uow.keys
     if row.state is ApiKeyState.VERIFIED:  # delivery starts only after verification
         keys.transition(row, ApiKeyState.DELIVERED, now)
     if row.state is ApiKeyState.DELIVERED:
@@ -91,13 +89,13 @@ def keep_partial(session: Session, row: ApiKey, now: datetime) -> None:
 
 
 def settle_failed(
-    session: Session, row_id: int, rotation_id: str, error: str, resolution: str, now: datetime
+    uow: UnitOfWork, row_id: int, rotation_id: str, error: str, resolution: str, now: datetime
 ) -> None:
     """Write a failed rotation's outcome: ``kept``, ``invalidated`` or ``unresolved``."""
-    keys, rotations = ApiKeyRepository(session), RotationRepository(session)
-    row, rotation = key_row(session, row_id), rotation_row(session, rotation_id)
+    keys, rotations = uow.keys, uow.rotations
+    row, rotation = key_row(uow, row_id), rotation_row(uow, rotation_id)
     if resolution == "kept":
-        keep_partial(session, row, now)
+        keep_partial(uow, row, now)
     elif row.state is not ApiKeyState.FAILED:
         keys.transition(row, ApiKeyState.FAILED, now)
     if resolution == "unresolved":
@@ -109,9 +107,9 @@ def settle_failed(
     rotations.advance(rotation, RotationState.COMPENSATED, now)
 
 
-def close_invalidated(session: Session, rotation_id: str, now: datetime) -> None:
+def close_invalidated(uow: UnitOfWork, rotation_id: str, now: datetime) -> None:
     """Every key row of a compensated rotation ends invalidated."""
-    keys = ApiKeyRepository(session)
+    keys = uow.keys
     row = keys.for_rotation(rotation_id)
     if row is None or row.state is ApiKeyState.INVALIDATED:
         return
