@@ -11,13 +11,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from rotator import cli
+from tests.cli_runner import Run, in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "rotator.example.yaml"
@@ -53,18 +51,6 @@ def run_cli(
     )
 
 
-@dataclass
-class Result:
-    """What a command printed and returned."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Run = Callable[..., Result]
-
-
 @pytest.fixture
 def check(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -76,14 +62,7 @@ def check(
     monkeypatch.setenv("ROTATOR_WEBHOOK_SECRET", "not-a-real-secret")
     for name in ("PW", "TK", "KEY"):  # the references the table's rows use
         monkeypatch.setenv(name, "not-a-real-secret")
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return run
+    return in_process(capsys)
 
 
 # (id, YAML, the exact problem lines in order)

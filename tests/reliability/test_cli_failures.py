@@ -10,28 +10,15 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from rotator import cli
 from rotator.errors import AuthenticationFailed
+from tests.cli_runner import Run, in_process
 
 PASSWORD = "pw-that-must-never-show-1234"
-
-
-@dataclass
-class Result:
-    """What a command printed and returned."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Run = Callable[..., Result]
 
 
 @pytest.fixture
@@ -42,14 +29,7 @@ def rotator(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ROTATOR_CONFIG", raising=False)
     monkeypatch.setenv("ROTATOR_TEST_PW", PASSWORD)
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        code = cli.main(list(args))
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return run
+    return in_process(capsys)
 
 
 def config(tmp_path: Path, extra: str = "", es: str = "http://127.0.0.1:9") -> Path:
