@@ -289,9 +289,35 @@ class Service:
                 _log.error("config_reload_refused", problem=problem)
             return
         self._config = config
-        for spec in job_specs(config):
-            self._scheduler.reschedule_job(spec.id, trigger=spec.trigger)
+        self._apply_schedules(config)
         _log.info("config_reloaded", sources=len(config.sources))
+
+    def _apply_schedules(self, config: Config) -> None:
+        """Bring the registered jobs in line with ``config``: reschedule, add or remove each.
+
+        The lease TTL and the shutdown timeout take effect at the next start.
+        """
+        wanted = {spec.id: spec for spec in job_specs(config)}
+        for job in JOBS:
+            spec, registered = wanted.get(job), self._scheduler.get_job(job)
+            if spec is None:
+                if registered is not None:
+                    self._scheduler.remove_job(job)
+                    _log.info("job_unscheduled", job=job)
+            elif registered is not None:
+                self._scheduler.reschedule_job(job, trigger=spec.trigger)
+                self._scheduler.modify_job(job, misfire_grace_time=spec.misfire_grace_time)
+            else:
+                self._scheduler.add_job(
+                    self.run_job,
+                    spec.trigger,
+                    args=[job],
+                    id=job,
+                    name=job,
+                    misfire_grace_time=spec.misfire_grace_time,
+                )
+            if spec is not None:
+                _log.info("job_scheduled", job=job, trigger=str(spec.trigger))
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:

@@ -50,3 +50,27 @@ def test_a_standby_runs_no_job(migrated_engine: Engine, monkeypatch: pytest.Monk
     monkeypatch.setattr(standby, "_lifecycle", lambda: calls.append("ran"))
     standby.run_job("lifecycle")
     assert calls == []
+
+
+def test_a_reload_reschedules_adds_and_removes_jobs(migrated_engine: Engine) -> None:
+    clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
+    configs = iter(
+        [
+            parse_config(CONFIG + "service: {schedule: {lifecycle: null}}"),
+            parse_config(CONFIG + "service: {schedule: {lifecycle: 5s}}"),
+            parse_config(CONFIG + "service: {schedule: {lifecycle: 7s}}"),
+        ]
+    )
+    service = Service(
+        parse_config(CONFIG), migrated_engine, clock, load_config=lambda: next(configs)
+    )
+    scheduler = service.scheduler
+    assert scheduler.get_job("lifecycle") is not None
+    service.reload()  # lifecycle: null
+    assert scheduler.get_job("lifecycle") is None
+    service.reload()  # turned back on
+    job = scheduler.get_job("lifecycle")
+    assert job is not None
+    assert job.trigger.interval.total_seconds() == 5
+    service.reload()  # rescheduled
+    assert scheduler.get_job("lifecycle").trigger.interval.total_seconds() == 7
