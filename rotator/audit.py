@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -159,9 +159,14 @@ class Verification:
 
 def verify(session: Session) -> Verification:
     """Recompute every hash in sequence order and report the first break."""
+    return verify_events(AuditRepository(session).iter_events())
+
+
+def verify_events(events: Iterable[AuditEvent]) -> Verification:
+    """Check a run of events in sequence order, from the genesis hash; the first break wins."""
     prev = GENESIS
     count = 0
-    for event in AuditRepository(session).iter_events():
+    for event in events:
         count += 1
         if event.prev_hash != prev:
             return Verification(False, count, event.seq, "does not chain to the event before it")

@@ -15,7 +15,10 @@ if TYPE_CHECKING:  # the domain needs the config's types, not its parser, at run
 
     SinkConfig = FileSink | ExecSink | WebhookSink
 
-__all__ = ["KeyState"]
+__all__ = ["MANAGED_BY", "KeyState"]
+
+# The value of ``metadata.managed_by`` on every key rotator creates.
+MANAGED_BY = "rotator"
 
 
 class EsStatus(StrEnum):

@@ -8,10 +8,16 @@ from typing import Any
 
 from rotator.jobs.context import Deps
 from rotator.jobs.rows import stored_overlap
-from rotator.model import EsStatus, Inventory, KeyState, KeyView, SourceSpec, SourceView
+from rotator.model import (
+    MANAGED_BY,
+    EsStatus,
+    Inventory,
+    KeyState,
+    KeyView,
+    SourceSpec,
+    SourceView,
+)
 from rotator.store.models import ApiKey, Source
-
-MANAGED_BY = "rotator"
 
 
 def gather_inventory(

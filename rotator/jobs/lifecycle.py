@@ -19,10 +19,19 @@ from typing import Any
 from rotator.errors import LeaseLost, RotatorError, VerificationFailed
 from rotator.jobs.context import Deps, Fence, describe
 from rotator.jobs.inventory import gather_inventory
-from rotator.jobs.pipeline import MANAGED_BY, RotationPipeline, owner_lacks
+from rotator.jobs.pipeline import RotationPipeline, owner_lacks
 from rotator.jobs.recovery import Recovery
 from rotator.jobs.rows import StepFailed, stored_overlap
-from rotator.model import Action, ActionKind, EsStatus, Inventory, Reason, SourceSpec, iso
+from rotator.model import (
+    MANAGED_BY,
+    Action,
+    ActionKind,
+    EsStatus,
+    Inventory,
+    Reason,
+    SourceSpec,
+    iso,
+)
 from rotator.planner import plan
 from rotator.ports import Credential, UnitOfWork
 from rotator.store.models import ApiKeyState

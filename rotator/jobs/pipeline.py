@@ -15,14 +15,13 @@ from rotator.errors import RotatorError, VerificationFailed
 from rotator.jobs import rows
 from rotator.jobs.context import CREATE_WAITS, Deps, describe
 from rotator.jobs.rows import StepFailed
-from rotator.model import Action, ActionKind, Reason, SourceSpec, iso
+from rotator.model import MANAGED_BY, Action, ActionKind, Reason, SourceSpec, iso
 from rotator.planner import jitter_for, renewal_at
 from rotator.ports import Credential, DeliveryReceipt, Sink, UnitOfWork
 from rotator.scoping import VerificationSet
 from rotator.store.models import ApiKey, ApiKeyState, RotationState
 from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
-MANAGED_BY = "rotator"
 # Waits between delivery attempts to one sink within a rotation (seconds).
 DELIVERY_BACKOFF = (1.0, 2.0)
 

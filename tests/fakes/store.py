@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rotator.audit import GENESIS, event_hash
+from rotator.audit import GENESIS, event_hash, verify_events
 from rotator.clock import Clock, SystemClock
 from rotator.errors import LeaseLost
 from rotator.log import redact_mapping
@@ -161,20 +161,5 @@ class InMemoryStore:
 
     def verify_audit_chain(self) -> tuple[bool, int]:
         """Recompute every event's hash in order: (whether the chain holds, how many events)."""
-        prev = GENESIS
         events = self.snapshot().events
-        for event in events:
-            expected = event_hash(
-                prev,
-                event.seq,
-                event.at,
-                event.actor,
-                event.action,
-                event.subject,
-                event.outcome,
-                event.details_json,
-            )
-            if event.prev_hash != prev or event.hash != expected:
-                return False, len(events)
-            prev = event.hash
-        return True, len(events)
+        return verify_events(events).ok, len(events)
