@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy.engine import Engine
 
@@ -13,7 +14,7 @@ from rotator.config import Config
 from rotator.jobs.context import Deps, Fence, no_checkpoint
 from rotator.jobs.lifecycle import Lifecycle
 from rotator.model import SourceSpec
-from rotator.ports import KeyAuthority, Sink
+from rotator.ports import KeyAuthority, KeyDirectory, Sink
 from rotator.secrets import resolve_secret
 from rotator.store.db import (
     make_engine,
@@ -22,6 +23,9 @@ from rotator.store.db import (
     session_factory,
 )
 from rotator.store.uow import SqlUnitsOfWork
+
+if TYPE_CHECKING:
+    from rotator.jobs.track import Tracker
 
 
 def open_engine(config: Config) -> Engine:
@@ -108,3 +112,20 @@ def build_lifecycle(
         config, engine, clock, authority=authority, checkpoint=checkpoint, fence=fence
     )
     return Lifecycle(deps, max_parallel=config.service.max_parallel)
+
+
+def build_tracker(
+    config: Config,
+    engine: Engine,
+    clock: Clock,
+    *,
+    authority: KeyAuthority | None = None,
+    fence: Fence | None = None,
+    on_drift: Callable[[list[str]], None] | None = None,
+) -> Tracker:
+    """Wire the track job (the key inventory) over :func:`build_deps`."""
+    from rotator.jobs.track import Tracker, settings_from
+
+    deps = build_deps(config, engine, clock, authority=authority, fence=fence)
+    directory = cast("KeyDirectory", deps.authority)
+    return Tracker(deps, directory, settings_from(config.managed_keys), on_drift=on_drift)

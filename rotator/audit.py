@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rotator.log import get_logger, redact_mapping
+from rotator.ports import AuditEntry
 from rotator.store.models import AuditEvent
 from rotator.store.repositories import AuditRepository
 from rotator.vocabulary import AuditAction, AuditOutcome
@@ -88,6 +89,40 @@ class AuditLog:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
         return self._append_in(session, now, action.value, subject, outcome.value, clean)
+
+    def write_many(self, session: Session, *, now: datetime, events: Sequence[AuditEntry]) -> None:
+        """Append ``events`` in the caller's transaction, chained in order, in one insert.
+
+        The tail is read once, however many events there are.
+        """
+        if not events:
+            return
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+        repo = AuditRepository(session)
+        last = repo.last()
+        prev = last.hash if last is not None else GENESIS
+        seq = 1 if last is None else last.seq + 1
+        rows = []
+        for entry in events:
+            clean = json.loads(json.dumps(redact_mapping(dict(entry.details)), default=str))
+            action, outcome = entry.action.value, entry.outcome.value
+            digest = event_hash(prev, seq, now, self.actor, action, entry.subject, outcome, clean)
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": now,
+                    "actor": self.actor,
+                    "action": action,
+                    "subject": entry.subject,
+                    "outcome": outcome,
+                    "details_json": clean,
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
+            prev, seq = digest, seq + 1
+        session.execute(sa.insert(AuditEvent), rows)
 
     def record(
         self,

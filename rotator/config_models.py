@@ -317,22 +317,70 @@ class SourcePolicy:
 # --- jobs and service ----------------------------------------------------------------------------
 
 
+def _lead_times(value: object) -> object:
+    # One duration is accepted for a single lead time.
+    return [value] if isinstance(value, str | int | timedelta) else value
+
+
+def _distinct_leads(value: list[timedelta]) -> list[timedelta]:
+    if not value:
+        raise PydanticCustomError("lead_times", "give at least one lead time, e.g. [14d, 3d, 1d]")
+    if len(set(value)) != len(value):
+        raise PydanticCustomError("lead_times", "each lead time may be given once")
+    return sorted(value, reverse=True)
+
+
+KEY_CLASSES = ("rotator", "kibana-managed", "user", "cross_cluster")
+KeyClassName = Literal["rotator", "kibana-managed", "user", "cross_cluster"]
+
+
+_WARNED_CLASSES: tuple[KeyClassName, ...] = ("kibana-managed", "user", "cross_cluster")
+
+
+class KeyPolicyConfig(Section):
+    """The rules every active key is checked against (whatever its owner); ``null`` turns a
+    limit off."""
+
+    no_expiration: bool = True
+    max_lifetime: PositiveDuration | None = timedelta(days=90)
+    unrestricted: bool = True
+    max_age: PositiveDuration | None = timedelta(days=365)
+    owner_missing: bool = True
+
+
 class ManagedKeysConfig(Section):
-    """Inventory of keys that Kibana, Fleet and others create for background tasks."""
+    """The inventory of every API key: Kibana, Fleet and other services' background-task keys,
+    users' keys, and rotator's own (the ``track`` job)."""
 
     enabled: bool = True
-    warn_before: PositiveDuration = timedelta(days=14)
-    critical_before: PositiveDuration = timedelta(days=3)
     page_size: int = Field(default=1000, ge=1, le=10000)
+    warn_before: Annotated[
+        list[PositiveDuration], BeforeValidator(_lead_times), AfterValidator(_distinct_leads)
+    ] = Field(default_factory=lambda: [timedelta(days=14), timedelta(days=3), timedelta(days=1)])
+    warn_classes: list[KeyClassName] = Field(default_factory=lambda: list(_WARNED_CLASSES))
+    orphan_grace: PositiveDuration = timedelta(hours=1)
+    forget_after: PositiveDuration = timedelta(days=30)
+    policy: KeyPolicyConfig = Field(default_factory=KeyPolicyConfig)
+
+
+class PurgeExclude(Section):
+    """Keys the purge never touches: a name matching one of ``names`` (``*`` and ``?``
+    wildcards), or a metadata value equal to one of ``metadata`` (dotted paths)."""
+
+    names: list[Text] = Field(default_factory=list)
+    metadata: dict[Text, str | int | bool] = Field(default_factory=dict)
 
 
 class PurgeConfig(Section):
-    """Bulk invalidation of expired keys (needs only manage_own_api_key)."""
+    """Bulk invalidation of the caller's own expired keys (needs only manage_own_api_key)."""
 
     enabled: bool = False
-    expired_for: Duration = timedelta(days=1)
-    batch_size: int = Field(default=500, ge=1, le=10000)
+    expired_for: Duration = timedelta(0)
+    batch_size: int = Field(default=1000, ge=1, le=10000)
     name_prefix: Text | None = None
+    include_managed: bool = False
+    exclude: PurgeExclude = Field(default_factory=PurgeExclude)
+    retention: PositiveDuration = timedelta(days=90)
 
 
 class AuditConfig(Section):

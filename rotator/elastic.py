@@ -17,6 +17,7 @@ from elasticsearch import (
     ApiError,
     ConnectionTimeout,
     Elasticsearch,
+    NotFoundError,
     SerializationError,
     SSLError,
     TransportError,
@@ -33,7 +34,7 @@ from rotator.errors import (
     RotatorError,
 )
 from rotator.log import register_secret
-from rotator.ports import Credential, KeyInfo
+from rotator.ports import Credential, InvalidationResult, KeyInfo, KeyPage
 from rotator.secrets import resolve_secret
 
 PAGE_SIZE = 1000
@@ -164,7 +165,27 @@ def _info(doc: Mapping[str, Any]) -> KeyInfo:
         username=doc.get("username", ""),
         metadata=doc.get("metadata") or {},
         role_descriptors=doc.get("role_descriptors") or {},
+        type=doc.get("type") or "rest",
+        realm=doc.get("realm") or "",
+        realm_type=doc.get("realm_type"),
+        invalidation=_ms(doc.get("invalidation")),
     )
+
+
+def _invalidation_errors(details: Sequence[Any], ids: Sequence[str]) -> dict[str, str]:
+    """Each ``error_details`` entry under the asked id its reason names (``""`` when none)."""
+    asked = set(ids)
+    errors: dict[str, str] = {}
+    for detail in details:
+        entry = detail if isinstance(detail, Mapping) else {}
+        reason = f"{entry.get('type', 'error')}: {entry.get('reason', '')}"
+        cause = entry.get("caused_by")
+        if isinstance(cause, Mapping) and cause.get("reason"):
+            reason += f" (caused by {cause.get('type', 'error')}: {cause['reason']})"
+        named = [m for m in re.findall(r"\[([^\]\s]+)\]", reason) if m in asked]
+        key = named[0] if named else ""
+        errors[key] = f"{errors[key]}; {reason}" if key in errors else reason
+    return errors
 
 
 class ElasticKeyAuthority:
@@ -227,18 +248,21 @@ class ElasticKeyAuthority:
             )
         return bool(body["updated"])
 
-    def invalidate(self, ids: Sequence[str]) -> list[str]:
-        """Invalidate own keys by id; ids unknown or already invalidated are ignored."""
+    def invalidate(self, ids: Sequence[str]) -> InvalidationResult:
+        """Invalidate own keys by id, in one request; the answer says what became of each id.
+
+        Ids unknown, another owner's or already invalidated are in no list. A failed request
+        raises; an error for some ids (``error_details``) is reported per id instead.
+        """
         if not ids:
-            return []
+            return InvalidationResult()
         with translated(f"invalidate {len(ids)} API key(s)", self._where):
             body = self._es.security.invalidate_api_key(ids=list(ids), owner=True).body
-        if body.get("error_count"):
-            reasons = "; ".join(str(e.get("reason")) for e in body.get("error_details", []))
-            raise AuthorityRejected(
-                f"invalidate API keys: {body['error_count']} error(s): {reasons}"
-            )
-        return list(body.get("invalidated_api_keys", []))
+        return InvalidationResult(
+            invalidated=tuple(body.get("invalidated_api_keys") or ()),
+            previously_invalidated=tuple(body.get("previously_invalidated_api_keys") or ()),
+            errors=_invalidation_errors(body.get("error_details") or [], ids),
+        )
 
     def get(self, ids: Sequence[str]) -> dict[str, KeyInfo]:
         """Own keys by id, through one query (unknown ids are absent)."""
@@ -261,24 +285,65 @@ class ElasticKeyAuthority:
             match = {"bool": {"filter": [match, {"term": {"invalidated": False}}]}}
         return list(self.iter_query(match))
 
-    def iter_query(self, query: Mapping[str, Any]) -> Iterator[KeyInfo]:
-        """Every own key matching ``query``, paged with search_after."""
+    def iter_query(
+        self, query: Mapping[str, Any], *, page_size: int = PAGE_SIZE
+    ) -> Iterator[KeyInfo]:
+        """Every key matching ``query`` that this identity may see, paged with search_after."""
+        for page in self.query_pages(query, page_size=page_size):
+            yield from page
+
+    def query_pages(
+        self, query: Mapping[str, Any], *, page_size: int = PAGE_SIZE
+    ) -> Iterator[list[KeyInfo]]:
+        """The keys matching ``query`` one page (one request) at a time; see :meth:`query_page`."""
         after: list[Any] | None = None
+        remaining: int | None = None
         while True:
-            with translated("query API keys", self._where):
-                body = self._es.security.query_api_keys(
-                    query=dict(query), size=PAGE_SIZE, sort=["creation", "name"], search_after=after
-                ).body
-            docs = body.get("api_keys", [])
-            yield from (_info(d) for d in docs)
-            if len(docs) < PAGE_SIZE:
+            page = self.query_page(query, page_size=page_size, after=after)
+            if remaining is None:
+                remaining = page.total
+            remaining -= len(page.keys)
+            if page.keys:
+                yield page.keys
+            if page.after is None or remaining <= 0:
                 return
-            after = docs[-1]["_sort"]
+            after = page.after
+
+    def query_page(
+        self, query: Mapping[str, Any], *, page_size: int = PAGE_SIZE, after: list[Any] | None
+    ) -> KeyPage:
+        """One page of the keys matching ``query``, after the page that ended at ``after``.
+
+        Sorted by creation time, then index order (``_doc``), so keys created in the same
+        millisecond are neither skipped nor repeated between pages. ``after`` of the answer is
+        None on a short page: no empty page is ever fetched after the last one.
+        """
+        with translated("query API keys", self._where):
+            body = self._es.security.query_api_keys(
+                query=dict(query),
+                size=page_size,
+                sort=["creation", "_doc"],
+                search_after=after,
+            ).body
+        docs = body.get("api_keys", [])
+        last = docs[-1].get("_sort") if len(docs) == page_size else None
+        return KeyPage([_info(d) for d in docs], int(body.get("total", len(docs))), last)
 
     def _query(self, query: Mapping[str, Any], size: int) -> list[KeyInfo]:
         with translated("query API keys", self._where):
             body = self._es.security.query_api_keys(query=dict(query), size=size).body
         return [_info(d) for d in body.get("api_keys", [])]
+
+    def existing_users(self, names: Sequence[str]) -> set[str]:
+        """Which of these users exist in the native realm (one request; needs read_security)."""
+        if not names:
+            return set()
+        with translated(f"look up {len(names)} user(s)", self._where):
+            try:
+                body = self._es.security.get_user(username=list(names)).body
+            except NotFoundError:
+                return set()
+        return {str(name) for name in body}
 
     def check_privileges(self, credential: Credential, body: Mapping[str, Any]) -> dict[str, Any]:
         """Authenticate as the new key, then ask ``_has_privileges`` as that key."""

@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rotator.errors import AuthorityRejected
+
 if TYPE_CHECKING:
     from rotator.states import KeyState, RotationState
+    from rotator.store.inventory import InventoryRepository
     from rotator.store.models import ApiKey, Rotation, Source
     from rotator.store.uow import Fence
     from rotator.vocabulary import AuditAction, AuditOutcome
@@ -98,6 +101,50 @@ class KeyInfo:
     username: str
     metadata: Mapping[str, Any]
     role_descriptors: Mapping[str, Any] = field(default_factory=dict)
+    type: str = "rest"  # or "cross_cluster"
+    realm: str = ""  # the owner's realm name
+    realm_type: str | None = None  # "native", "file", "reserved", ... when Elasticsearch says
+    invalidation: datetime | None = None  # when it was invalidated, when Elasticsearch says
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    """One page of a key query: the keys, the total matching, and where the next page starts
+    (None after the last)."""
+
+    keys: list[KeyInfo]
+    total: int
+    after: list[Any] | None
+
+
+@dataclass(frozen=True)
+class InvalidationResult:
+    """What one invalidate request did to each id it named.
+
+    ``errors`` maps an id to the reason Elasticsearch gave; a reason that names none of the ids
+    is kept under ``""``. An id in no list was not found valid: unknown, another owner's, or
+    already invalidated (Elasticsearch leaves those out of its answer).
+    """
+
+    invalidated: tuple[str, ...] = ()
+    previously_invalidated: tuple[str, ...] = ()
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    def not_found(self, asked: Sequence[str]) -> list[str]:
+        """The ids of ``asked`` that no list names."""
+        named = {*self.invalidated, *self.previously_invalidated, *self.errors}
+        return [i for i in dict.fromkeys(asked) if i not in named]
+
+    def raise_on_error(self) -> InvalidationResult:
+        """This result when no id failed.
+
+        Raises:
+            AuthorityRejected: some id could not be invalidated (the reasons, never a secret).
+        """
+        if self.errors:
+            reasons = "; ".join(f"{i or '?'}: {r}" for i, r in self.errors.items())
+            raise AuthorityRejected(f"invalidate API keys: {len(self.errors)} error(s): {reasons}")
+        return self
 
 
 class KeyAuthority(Protocol):
@@ -117,8 +164,9 @@ class KeyAuthority(Protocol):
         """Replace a key's role descriptors; True when something changed."""
         ...
 
-    def invalidate(self, ids: Sequence[str]) -> list[str]:
-        """Invalidate rotator's own keys; returns the ids invalidated now."""
+    def invalidate(self, ids: Sequence[str]) -> InvalidationResult:
+        """Invalidate rotator's own keys by id; the answer says what became of each id (a
+        failure of one id does not fail the others; a failed request raises)."""
         ...
 
     def get(self, ids: Sequence[str]) -> dict[str, KeyInfo]:
@@ -138,6 +186,28 @@ class KeyAuthority(Protocol):
 
     def check_own_privileges(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Ask ``_has_privileges`` as rotator's own identity (a key never holds more)."""
+        ...
+
+
+class KeyDirectory(Protocol):
+    """Every key rotator's identity may see, as the inventory reads them."""
+
+    def whoami(self) -> dict[str, Any]:
+        """The authenticated identity (``_security/_authenticate``'s answer)."""
+        ...
+
+    def query_page(
+        self, query: Mapping[str, Any], *, page_size: int = 1000, after: list[Any] | None
+    ) -> KeyPage:
+        """One page (one request) of the keys matching ``query``, oldest first."""
+        ...
+
+    def check_own_privileges(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask ``_has_privileges`` as rotator's own identity."""
+        ...
+
+    def existing_users(self, names: Sequence[str]) -> set[str]:
+        """Which of these native-realm users exist (needs ``read_security``)."""
         ...
 
 
@@ -211,6 +281,10 @@ class KeyStore(Protocol):
 
     def known_es_ids(self) -> set[str]:
         """The Elasticsearch ids of every recorded key."""
+        ...
+
+    def states_among(self, es_ids: Iterable[str]) -> dict[str, tuple[KeyState, str | None]]:
+        """The state and source of each of these keys the store recorded (others are absent)."""
         ...
 
     def transition(self, key: ApiKey, to: KeyState, now: datetime) -> ApiKey:
@@ -326,6 +400,25 @@ class UnitOfWork(Protocol):
     ) -> int:
         """Append an audit event (redacted, hash-chained) in this unit; returns its sequence."""
         ...
+
+    def audit_many(self, *, now: datetime, events: Sequence[AuditEntry]) -> None:
+        """Append several events in this unit in one insert, chained in the order given."""
+        ...
+
+    @property
+    def inventory(self) -> InventoryRepository:
+        """The key inventory (every key the track job sees) and its sweeps."""
+        ...
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit event to append (``details`` never holds a secret; it is redacted anyway)."""
+
+    action: AuditAction
+    subject: str
+    outcome: AuditOutcome
+    details: Mapping[str, Any]
 
 
 class UnitsOfWork(Protocol):

@@ -39,8 +39,13 @@ from rotator.scoping import Grants
 _log = get_logger("rotator.service")
 
 # The jobs this version runs, in the order they are registered.
-JOBS = ("lifecycle",)
+JOBS = ("lifecycle", "track")
 LEASE_JOB = "leader-lease"
+
+# A job whose section is turned off is not registered, whatever its schedule.
+JOB_ENABLED: dict[str, Callable[[Config], bool]] = {
+    "track": lambda config: config.managed_keys.enabled,
+}
 
 
 def trigger_for(schedule: str) -> BaseTrigger:
@@ -80,7 +85,8 @@ def job_specs(config: Config) -> list[JobSpec]:
     out = []
     for job in JOBS:
         schedule = getattr(schedules, job)
-        if schedule is None:
+        enabled = JOB_ENABLED.get(job)
+        if schedule is None or (enabled is not None and not enabled(config)):
             continue
         trigger = trigger_for(schedule)
         out.append(JobSpec(job, trigger, misfire_grace(trigger)))
@@ -204,7 +210,7 @@ class Service:
             return
         self._idle.clear()
         try:
-            report = self._lifecycle().run(specs_from_config(self._config))
+            report = self._runners[job]()
             if report.stopped:
                 self.lease.audit_loss()
         except Exception as exc:
@@ -217,6 +223,34 @@ class Service:
             )
         finally:
             self._idle.set()
+
+    @property
+    def _runners(self) -> dict[str, Callable[[], Any]]:
+        """Each job's run, returning its report (``stopped`` says the lease was lost)."""
+        return {"lifecycle": self._run_lifecycle, "track": self._run_track}
+
+    def _run_lifecycle(self) -> Any:
+        return self._lifecycle().run(specs_from_config(self._config))
+
+    def _run_track(self) -> Any:
+        from rotator.app import build_tracker
+
+        tracker = build_tracker(
+            self._config,
+            self._engine,
+            self._clock,
+            authority=self._authority,
+            fence=self._fence,
+            on_drift=self._wake_lifecycle,
+        )
+        return tracker.run()
+
+    def _wake_lifecycle(self, sources: list[str]) -> None:
+        """Run the lifecycle now: a current key changed in Elasticsearch (its planner decides)."""
+        if self._scheduler.get_job("lifecycle") is None:
+            return
+        _log.info("lifecycle_woken", reason="current key drifted", sources=sources)
+        self._scheduler.modify_job("lifecycle", next_run_time=self._clock.now())
 
     def _resume_interrupted(self) -> None:
         """A new leader first settles what the last one left unfinished."""

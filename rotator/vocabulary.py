@@ -23,6 +23,19 @@ class AuditAction(StrEnum):
     KEY_INVALIDATED = "key.invalidated"
     KEY_DRIFTED = "key.drifted"
     SOURCE_REMOVED = "source.removed"
+    # purge
+    KEYS_PURGED = "keys.purged"
+    PURGE_TOMBSTONES_DELETED = "purge.tombstones_deleted"
+    # the key inventory (the track job)
+    INVENTORY_BASELINED = "inventory.baselined"
+    INVENTORY_SCOPE_CHANGED = "inventory.scope_changed"
+    INVENTORY_KEY_APPEARED = "inventory.key_appeared"
+    INVENTORY_KEY_EXPIRING = "inventory.key_expiring"
+    INVENTORY_KEY_EXPIRED = "inventory.key_expired"
+    INVENTORY_KEY_INVALIDATED = "inventory.key_invalidated"
+    INVENTORY_KEY_DELETED = "inventory.key_deleted"
+    INVENTORY_FINDING_RAISED = "inventory.finding_raised"
+    INVENTORY_FINDING_CLEARED = "inventory.finding_cleared"
     LEADER_ACQUIRED = "leader.acquired"
     LEADER_LOST = "leader.lost"
     LEADER_RELEASED = "leader.released"
@@ -58,3 +71,13 @@ class LogEvent(StrEnum):
     STATUS_WITHOUT_ELASTICSEARCH = "status_without_elasticsearch"
     JOB_STOPPED_LEASE_LOST = "job_stopped_lease_lost"
     JOB_FINISHED = "job_finished"
+    # purge
+    PURGE_BATCH_DONE = "purge_batch_done"
+    PURGE_KEY_FAILED = "purge_key_failed"
+    PURGE_STOPPED = "purge_stopped"
+    PURGE_TOMBSTONES_DELETED = "purge_tombstones_deleted"
+    # the key inventory (the track job)
+    INVENTORY_SCOPE = "inventory_scope"
+    INVENTORY_NOTICE = "inventory_notice"
+    INVENTORY_SWEEP_FAILED = "inventory_sweep_failed"
+    INVENTORY_DRIFT_HANDED_OVER = "inventory_drift_handed_over"

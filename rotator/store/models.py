@@ -177,26 +177,59 @@ class ApiKey(Base):
     policy_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
 
 
-class ManagedKey(Base):
-    """A key another service (Kibana, Fleet, ...) created, as last seen in Elasticsearch."""
+class TrackedKey(Base):
+    """An API key of any owner as the inventory last saw it in Elasticsearch.
 
-    __tablename__ = "managed_keys"
+    ``key_class`` is ``rotator``, ``kibana-managed``, ``user`` or ``cross_cluster``;
+    ``state`` is ``active``, ``expired``, ``invalidated`` or ``gone`` (no longer returned).
+    ``warned_json`` holds the lead times (seconds) already warned about, ``findings_json`` the
+    policy findings standing now. Metadata values that look like credentials are never kept.
+    """
 
-    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
-    es_id: Mapped[str] = mapped_column(sa.String(128), unique=True)
-    name: Mapped[str | None] = mapped_column(sa.String(1024))
+    __tablename__ = "tracked_keys"
+    __table_args__ = (
+        sa.Index("ix_tracked_keys_key_class_state", "key_class", "state"),
+        sa.Index("ix_tracked_keys_state_sweep_id", "state", "sweep_id"),
+    )
+
+    es_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(1024))
+    key_type: Mapped[str] = mapped_column(sa.String(16))
+    key_class: Mapped[str] = mapped_column(sa.String(16))
+    sub_kind: Mapped[str | None] = mapped_column(sa.String(32))
     owner: Mapped[str] = mapped_column(sa.String(1024))
     realm: Mapped[str] = mapped_column(sa.String(255))
-    kind: Mapped[str | None] = mapped_column(sa.String(64))
-    metadata_json: Mapped[dict[str, Any]]
+    realm_type: Mapped[str | None] = mapped_column(sa.String(64))
+    state: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
-    invalidated: Mapped[bool] = mapped_column(default=False)
     invalidated_at: Mapped[datetime | None]
+    roles_json: Mapped[dict[str, Any]]
+    metadata_json: Mapped[dict[str, Any]]
+    findings_json: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
+    warned_json: Mapped[list[int]] = mapped_column(sa.JSON())
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
-    vanished_at: Mapped[datetime | None]
-    last_warned_at: Mapped[datetime | None]
+    gone_at: Mapped[datetime | None]
+    sweep_id: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class InventorySweep(Base):
+    """One pass of the ``track`` job: what it could see (``scope``) and what it found."""
+
+    __tablename__ = "inventory_sweeps"
+
+    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(32))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    scope: Mapped[str] = mapped_column(sa.String(8))
+    principal: Mapped[str] = mapped_column(sa.String(1024))
+    seen: Mapped[int] = mapped_column(default=0)
+    pages: Mapped[int] = mapped_column(default=0)
+    ok: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    counts_json: Mapped[dict[str, Any]]
 
 
 class AuditEvent(Base):
@@ -234,3 +267,26 @@ class LeaseRecord(Base):
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     renewed_at: Mapped[datetime]
+
+
+class PurgedKey(Base):
+    """The tombstone of a key the purge job acted on: what became of it, when, by which run, why.
+
+    ``outcome`` is ``invalidated``, ``previously_invalidated``, ``not_found`` (no longer valid
+    when asked: invalidated or deleted meanwhile) or ``error`` (with ``error``, retried by the
+    next run); ``reason`` is ``expired`` or ``retired`` (a key of rotator's own whose retirement
+    failed). Kept for ``purge.retention`` after ``purged_at``, then deleted in batches.
+    """
+
+    __tablename__ = "purged_keys"
+
+    es_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(1024))
+    owner: Mapped[str] = mapped_column(sa.String(1024))
+    realm: Mapped[str] = mapped_column(sa.String(255))
+    expired_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(sa.String(32))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    run_id: Mapped[str] = mapped_column(sa.String(32))
+    purged_at: Mapped[datetime] = mapped_column(index=True)

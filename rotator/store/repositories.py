@@ -11,8 +11,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -25,7 +24,6 @@ from rotator.store.models import (
     ApiKey,
     ApiKeyState,
     AuditEvent,
-    ManagedKey,
     Rotation,
     RotationState,
     Source,
@@ -276,6 +274,18 @@ class ApiKeyRepository:
         query = sa.select(ApiKey.es_id).where(ApiKey.es_id.is_not(None))
         return {es_id for es_id in self._session.scalars(query) if es_id is not None}
 
+    def states_among(self, es_ids: Iterable[str]) -> dict[str, tuple[ApiKeyState, str | None]]:
+        """The state and source of each of these keys this store recorded (one statement)."""
+        ids = list(es_ids)
+        if not ids:
+            return {}
+        query = sa.select(ApiKey.es_id, ApiKey.state, ApiKey.source_name).where(
+            ApiKey.es_id.in_(ids)
+        )
+        return {
+            str(es_id): (state, source) for es_id, state, source in self._session.execute(query)
+        }
+
     def mark_delivery_started(self, key: ApiKey, now: datetime) -> ApiKey:
         """Stamp the moment before the first sink is called: a consumer may hold the key now."""
         if key.delivery_started_at is None:
@@ -421,90 +431,6 @@ class RotationRepository:
     def _require_unfinished(rotation: Rotation) -> None:
         if rotation.finished_at is not None:
             raise IllegalTransition(f"rotation {rotation.id} is already {rotation.state}")
-
-
-# --- managed keys --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ManagedKeySighting:
-    """A key another service created, as read from Elasticsearch in one inventory pass."""
-
-    es_id: str
-    name: str | None
-    owner: str
-    realm: str
-    created_at: datetime
-    expires_at: datetime | None = None
-    kind: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    invalidated: bool = False
-    invalidated_at: datetime | None = None
-
-
-class ManagedKeyRepository:
-    """The inventory of keys Kibana, Fleet and other services created."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    def get_by_es_id(self, es_id: str) -> ManagedKey | None:
-        """Return the managed key Elasticsearch knows as ``es_id``, or None."""
-        query = sa.select(ManagedKey).where(ManagedKey.es_id == es_id)
-        return self._session.scalars(query).first()
-
-    def upsert_seen(self, seen: ManagedKeySighting, now: datetime) -> ManagedKey:
-        """Record that ``seen`` exists as of ``now`` (a key that had vanished is back)."""
-        key = self.get_by_es_id(seen.es_id)
-        if key is None:
-            key = ManagedKey(es_id=seen.es_id, first_seen_at=as_utc(now))
-            self._session.add(key)
-        key.name = seen.name
-        key.owner = seen.owner
-        key.realm = seen.realm
-        key.kind = seen.kind
-        key.metadata_json = dict(seen.metadata)
-        key.created_at = as_utc(seen.created_at)
-        key.expires_at = None if seen.expires_at is None else as_utc(seen.expires_at)
-        key.invalidated = seen.invalidated
-        key.invalidated_at = None if seen.invalidated_at is None else as_utc(seen.invalidated_at)
-        key.last_seen_at = as_utc(now)
-        key.vanished_at = None
-        self._session.flush()
-        return key
-
-    def mark_vanished(self, not_seen_since: datetime, now: datetime) -> int:
-        """Stamp ``vanished_at`` on keys last seen before ``not_seen_since``; return how many."""
-        statement = (
-            sa.update(ManagedKey)
-            .where(ManagedKey.vanished_at.is_(None))
-            .where(ManagedKey.last_seen_at < as_utc(not_seen_since))
-            .values(vanished_at=as_utc(now))
-            .execution_options(synchronize_session="fetch")
-        )
-        return _rowcount(self._session.execute(statement))
-
-    def expiring_within(self, now: datetime, window: timedelta) -> list[ManagedKey]:
-        """Return live keys that expire after ``now`` and at or before ``now + window``."""
-        start = as_utc(now)
-        query = sa.select(ManagedKey).where(*_live(), ManagedKey.expires_at > start)
-        query = query.where(ManagedKey.expires_at <= start + window)
-        return list(self._session.scalars(query.order_by(ManagedKey.expires_at, ManagedKey.id)))
-
-    def expired(self, now: datetime) -> list[ManagedKey]:
-        """Return live keys whose ``expires_at`` is at or before ``now``."""
-        query = sa.select(ManagedKey).where(*_live(), ManagedKey.expires_at <= as_utc(now))
-        return list(self._session.scalars(query.order_by(ManagedKey.expires_at, ManagedKey.id)))
-
-    def mark_warned(self, key: ManagedKey, now: datetime) -> ManagedKey:
-        """Remember that a warning about ``key`` went out at ``now``."""
-        key.last_warned_at = as_utc(now)
-        return key
-
-
-def _live() -> tuple[sa.ColumnElement[bool], ...]:
-    # Keys still worth watching: neither invalidated nor gone from Elasticsearch.
-    return (ManagedKey.invalidated.is_(False), ManagedKey.vanished_at.is_(None))
 
 
 # --- audit events --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ trail, so a change and the audit event recording it commit together or not at al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
@@ -11,6 +11,8 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from rotator.audit import AuditLog
+from rotator.ports import AuditEntry
+from rotator.store.inventory import InventoryRepository
 from rotator.store.models import ApiKey, Rotation
 from rotator.store.repositories import ApiKeyRepository, RotationRepository, SourceRepository
 from rotator.vocabulary import AuditAction, AuditOutcome
@@ -51,6 +53,7 @@ class SqlUnitOfWork:
         self.sources = SourceRepository(session)
         self.keys = ApiKeyRepository(session)
         self.rotations = RotationRepository(session)
+        self.inventory = InventoryRepository(session)
 
     def key_row(self, row_id: int) -> ApiKey | None:
         """The key row with this id, or None."""
@@ -73,6 +76,10 @@ class SqlUnitOfWork:
         return self._audit.write(
             self._session, now=now, action=action, subject=subject, outcome=outcome, details=details
         )
+
+    def audit_many(self, *, now: datetime, events: Sequence[AuditEntry]) -> None:
+        """Append several events in this transaction, in one insert."""
+        self._audit.write_many(self._session, now=now, events=events)
 
 
 class SqlUnitsOfWork:

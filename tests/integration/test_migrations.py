@@ -34,7 +34,16 @@ from rotator.store.db import (
 )
 from rotator.store.models import Base
 
-TABLES = {"sources", "rotations", "api_keys", "managed_keys", "audit_events", "leases"}
+TABLES = {
+    "sources",
+    "rotations",
+    "api_keys",
+    "tracked_keys",
+    "inventory_sweeps",
+    "audit_events",
+    "leases",
+}
+TABLES |= {"purged_keys"}  # the purge job's tombstones
 CHECKS = {
     "api_keys": {"ck_api_keys_state"},
     "rotations": {"ck_rotations_state"},

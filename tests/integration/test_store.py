@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from rotator.store.db import session_factory
+from rotator.store.inventory import InventoryRepository
 from rotator.store.lease import Lease, LeaseRepository
 from rotator.store.models import (
     ApiKey,
@@ -31,8 +32,6 @@ from rotator.store.repositories import (
     ApiKeyRepository,
     AuditRepository,
     IllegalTransition,
-    ManagedKeyRepository,
-    ManagedKeySighting,
     RotationRepository,
     SourceRepository,
     spec_fingerprint,
@@ -134,7 +133,7 @@ def test_naive_times_are_refused_by_the_repositories(session: Session) -> None:
         with pytest.raises(NaiveDatetimeError):
             ApiKeyRepository(session).due_for_renewal(naive)
         with pytest.raises(NaiveDatetimeError):
-            ManagedKeyRepository(session).expiring_within(naive, timedelta(days=1))
+            InventoryRepository(session).start_sweep("run", naive, "all", "rotator (native1)")
         with pytest.raises(NaiveDatetimeError):
             LeaseRepository(session).try_acquire("leader", "a", naive, timedelta(seconds=30))
 
@@ -413,79 +412,6 @@ def test_a_rotation_that_gives_up_fails_and_awaits_compensation(session: Session
         got = repo.get(rotation.id)
         assert got is not None
         assert got.finished_at == T0 + TICK
-
-
-# --- managed keys --------------------------------------------------------------------------------
-
-WINDOW = timedelta(days=14)
-
-
-def sighting(
-    es_id: str, expires_at: datetime | None, invalidated: bool = False
-) -> ManagedKeySighting:
-    return ManagedKeySighting(
-        es_id=es_id,
-        name=f"alerting: {es_id}",
-        owner="kibana_system",
-        realm="reserved",
-        created_at=T0 - timedelta(days=100),
-        expires_at=expires_at,
-        kind="alerting_rule",
-        metadata={"rule": es_id},
-        invalidated=invalidated,
-    )
-
-
-def test_a_managed_key_seen_again_keeps_its_first_sighting(session: Session) -> None:
-    repo = ManagedKeyRepository(session)
-    with session.begin():
-        first = repo.upsert_seen(sighting("m1", None), T0)
-        again = repo.upsert_seen(sighting("m1", T0 + WINDOW), T0 + timedelta(hours=1))
-
-    assert first is again
-    assert (again.first_seen_at, again.last_seen_at) == (T0, T0 + timedelta(hours=1))
-    assert (again.expires_at, again.metadata_json) == (T0 + WINDOW, {"rule": "m1"})
-
-
-def test_keys_not_seen_since_a_pass_vanish_and_may_return(session: Session) -> None:
-    repo = ManagedKeyRepository(session)
-    pass_started = T0 + timedelta(hours=1)
-    with session.begin():
-        repo.upsert_seen(sighting("gone", None), T0)
-        repo.upsert_seen(sighting("seen-at-start", None), pass_started)
-        repo.upsert_seen(sighting("seen", None), pass_started + TICK)
-
-        assert repo.mark_vanished(pass_started, pass_started + timedelta(minutes=1)) == 1
-        gone = repo.get_by_es_id("gone")
-        assert gone is not None
-        assert gone.vanished_at == pass_started + timedelta(minutes=1)
-        assert repo.mark_vanished(pass_started, pass_started + timedelta(minutes=2)) == 0
-
-        back = repo.upsert_seen(sighting("gone", None), pass_started + timedelta(hours=1))
-        assert back.vanished_at is None
-
-
-def test_expiring_within_a_window_and_expired_are_split_at_now(session: Session) -> None:
-    repo = ManagedKeyRepository(session)
-    rows = {
-        "expired-at-now": T0,
-        "just-after-now": T0 + TICK,
-        "at-window-end": T0 + WINDOW,
-        "beyond-window": T0 + WINDOW + TICK,
-        "never": None,
-    }
-    with session.begin():
-        for es_id, expires_at in rows.items():
-            repo.upsert_seen(sighting(es_id, expires_at), T0)
-        repo.upsert_seen(sighting("invalidated", T0 + TICK, invalidated=True), T0)
-        warned = repo.mark_warned(repo.upsert_seen(sighting("warned", T0 + TICK), T0), T0)
-
-        expiring = [k.es_id for k in repo.expiring_within(T0, WINDOW)]
-        expired = [k.es_id for k in repo.expired(T0)]
-
-    assert expiring == ["just-after-now", "warned", "at-window-end"]
-    assert expired == ["expired-at-now"]
-    assert warned.last_warned_at == T0
 
 
 # --- audit events --------------------------------------------------------------------------------
