@@ -13,6 +13,7 @@ from rotator.clock import Clock
 from rotator.config import Config
 from rotator.jobs.context import Deps, Fence, no_checkpoint
 from rotator.jobs.lifecycle import Lifecycle
+from rotator.jobs.purge import PurgeAuthority, Purger, PurgeSettings
 from rotator.model import SourceSpec
 from rotator.ports import KeyAuthority, KeyDirectory, Sink
 from rotator.secrets import resolve_secret
@@ -22,6 +23,7 @@ from rotator.store.db import (
     require_current_schema,
     session_factory,
 )
+from rotator.store.tombstones import PurgeUnits
 from rotator.store.uow import SqlUnitsOfWork
 
 if TYPE_CHECKING:
@@ -129,3 +131,24 @@ def build_tracker(
     deps = build_deps(config, engine, clock, authority=authority, fence=fence)
     directory = cast("KeyDirectory", deps.authority)
     return Tracker(deps, directory, settings_from(config.managed_keys), on_drift=on_drift)
+
+
+def build_purger(
+    config: Config,
+    engine: Engine,
+    clock: Clock,
+    *,
+    authority: KeyAuthority | None = None,
+    fence: Fence | None = None,
+) -> Purger:
+    """Wire the purge job over :func:`build_deps`; its tombstones share the store, the audit
+    trail and the fence."""
+    from typing import cast
+
+    deps = build_deps(config, engine, clock, authority=authority, fence=fence)
+    audit = AuditLog(session_factory(engine), actor=f"rotator@{socket.gethostname()}")
+    units = PurgeUnits(
+        session_factory(engine), audit, clock.now, fence=fence, reads=read_session_factory(engine)
+    )
+    purge_authority = cast("PurgeAuthority", deps.authority)
+    return Purger(deps, units, purge_authority, PurgeSettings.of(config.purge))

@@ -39,12 +39,13 @@ from rotator.scoping import Grants
 _log = get_logger("rotator.service")
 
 # The jobs this version runs, in the order they are registered.
-JOBS = ("lifecycle", "track")
+JOBS = ("lifecycle", "track", "purge")
 LEASE_JOB = "leader-lease"
 
 # A job whose section is turned off is not registered, whatever its schedule.
 JOB_ENABLED: dict[str, Callable[[Config], bool]] = {
     "track": lambda config: config.managed_keys.enabled,
+    "purge": lambda config: config.purge.enabled,
 }
 
 
@@ -227,7 +228,11 @@ class Service:
     @property
     def _runners(self) -> dict[str, Callable[[], Any]]:
         """Each job's run, returning its report (``stopped`` says the lease was lost)."""
-        return {"lifecycle": self._run_lifecycle, "track": self._run_track}
+        return {
+            "lifecycle": self._run_lifecycle,
+            "track": self._run_track,
+            "purge": self._run_purge,
+        }
 
     def _run_lifecycle(self) -> Any:
         return self._lifecycle().run(specs_from_config(self._config))
@@ -244,6 +249,14 @@ class Service:
             on_drift=self._wake_lifecycle,
         )
         return tracker.run()
+
+    def _run_purge(self) -> Any:
+        from rotator.app import build_purger
+
+        purger = build_purger(
+            self._config, self._engine, self._clock, authority=self._authority, fence=self._fence
+        )
+        return purger.run()
 
     def _wake_lifecycle(self, sources: list[str]) -> None:
         """Run the lifecycle now: a current key changed in Elasticsearch (its planner decides)."""

@@ -360,7 +360,9 @@ class Lifecycle:
             if waiting:
                 names = ", ".join(waiting)
                 return f"kept {key_id}: waiting for {names} to acknowledge the new key", None
-        self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate([key_id]))
+        self._deps.retrying(
+            "invalidate", lambda: self._deps.authority.invalidate([key_id]).raise_on_error()
+        )
         now = self._deps.now()
         with self._deps.write() as uow:
             row = uow.keys.get_by_es_id(key_id)
@@ -417,7 +419,9 @@ class Lifecycle:
         self, _spec: SourceSpec | None, action: Action
     ) -> tuple[str, str | None]:
         key_id = action.key_id or ""
-        self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate([key_id]))
+        self._deps.retrying(
+            "invalidate", lambda: self._deps.authority.invalidate([key_id]).raise_on_error()
+        )
         with self._deps.write() as uow:
             self._deps.audit_in(
                 uow, AuditAction.KEY_INVALIDATED, "-", key_id=key_id, reason="orphaned"

@@ -176,7 +176,9 @@ class RotationPipeline:
             )
             ids = [k.id for k in found]
             if ids:
-                self._deps.retrying("invalidate", lambda: authority.invalidate(ids))
+                self._deps.retrying(
+                    "invalidate", lambda: authority.invalidate(ids).raise_on_error()
+                )
                 self._deps.log.warning(
                     LogEvent.LOST_KEY_INVALIDATED, source=attempt.spec.name, key_ids=ids
                 )
@@ -339,14 +341,16 @@ class RotationPipeline:
 
     def _invalidate_quietly(self, key_id: str) -> None:
         try:
-            self._deps.authority.invalidate([key_id])
+            self._deps.authority.invalidate([key_id]).raise_on_error()
         except Exception as exc:
             self._deps.log.error(LogEvent.COMPENSATION_FAILED, key_id=key_id, error=describe(exc))
 
     def _compensate(self, attempt: Attempt, error: str) -> str:
         ids = [attempt.credential.id] if attempt.credential is not None else []
         try:
-            self._deps.retrying("invalidate", lambda: self._deps.authority.invalidate(ids))
+            self._deps.retrying(
+                "invalidate", lambda: self._deps.authority.invalidate(ids).raise_on_error()
+            )
             resolution = "invalidated"
         except RotatorError as exc:
             error = f"{error}; invalidating the new key failed too: {exc.message}"

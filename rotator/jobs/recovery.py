@@ -120,7 +120,7 @@ class Recovery:
             return f"kept {item.new_key}: some sinks may hold it; a newer key goes to every sink"
         ids = [item.new_key] if item.new_key else self._valid_keys_of(item.rotation_id)
         authority = self._deps.authority
-        self._deps.retrying("invalidate", lambda: authority.invalidate(ids))
+        self._deps.retrying("invalidate", lambda: authority.invalidate(ids).raise_on_error())
         self._close(
             item,
             f"interrupted while {item.state.value}; compensated",

@@ -71,9 +71,9 @@ def test_create_get_find_update_verify_invalidate(subject: Subject) -> None:
     assert port.update(credential.id, role_descriptors("web", narrower)) is True
     assert port.update(credential.id, role_descriptors("web", narrower)) is False
 
-    assert port.invalidate([credential.id]) == [credential.id]
+    assert list(port.invalidate([credential.id]).invalidated) == [credential.id]
     assert port.find_by_metadata("rotation_id", nonce, valid_only=True) == []
-    assert port.invalidate([credential.id]) == []
+    assert list(port.invalidate([credential.id]).invalidated) == []
     with pytest.raises(AuthenticationFailed):
         port.check_privileges(credential, checks.request_body())
 
@@ -135,7 +135,7 @@ def test_an_invalidated_key_stays_visible_and_cannot_be_updated(subject: Subject
     port, identity = subject.port, subject.identity
     tag = str(uuid.uuid4())
     credential = make_key(port, identity, tag=tag)
-    assert port.invalidate([credential.id, credential.id]) == [credential.id]
+    assert list(port.invalidate([credential.id, credential.id]).invalidated) == [credential.id]
     assert port.get([credential.id])[credential.id].invalidated is True
     assert [k.id for k in port.find_by_metadata("tag", tag)] == [credential.id]
     assert port.find_by_metadata("tag", tag, valid_only=True) == []
@@ -161,7 +161,7 @@ def test_an_expired_key_fails_authentication_and_can_still_be_invalidated(
     assert [k.id for k in port.find_by_metadata("tag", tag, valid_only=True)] == [credential.id]
     with pytest.raises(AuthorityRejected):
         port.update(credential.id, {})
-    assert port.invalidate([credential.id]) == [credential.id]
+    assert list(port.invalidate([credential.id]).invalidated) == [credential.id]
 
 
 def test_another_users_keys_are_out_of_reach(subject: Subject) -> None:
@@ -171,11 +171,11 @@ def test_another_users_keys_are_out_of_reach(subject: Subject) -> None:
     theirs = stranger.create("theirs", 3600, {}, {"tag": tag})
     assert port.get([theirs.id]) == {}
     assert port.find_by_metadata("tag", tag) == []
-    assert port.invalidate([theirs.id]) == []
+    assert port.invalidate([theirs.id]).not_found([theirs.id]) == [theirs.id]
     with pytest.raises(AuthorityRejected):
         port.update(theirs.id, role_descriptors("web", grants(identity)))
     assert stranger.get([theirs.id])[theirs.id].invalidated is False
-    assert stranger.invalidate([theirs.id]) == [theirs.id]
+    assert list(stranger.invalidate([theirs.id]).invalidated) == [theirs.id]
 
 
 def test_a_wrong_secret_or_a_borrowed_credential_fails(subject: Subject) -> None:
@@ -287,7 +287,7 @@ def test_requests_elasticsearch_refuses_are_rejected(subject: Subject) -> None:
         port.create("rotator-web-8", 3600, unknown, {})
     with pytest.raises(AuthorityRejected):
         port.update("no-such-key-00000000", {})
-    assert port.invalidate(["no-such-key-00000000"]) == []
+    assert list(port.invalidate(["no-such-key-00000000"]).invalidated) == []
 
 
 def test_an_owner_without_api_key_privileges_is_denied(subject: Subject) -> None:

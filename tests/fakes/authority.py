@@ -47,7 +47,7 @@ from rotator.errors import (
     PermissionDenied,
 )
 from rotator.log import register_secret
-from rotator.ports import Credential, KeyInfo, secret_fingerprint
+from rotator.ports import Credential, InvalidationResult, KeyInfo, secret_fingerprint
 from tests.fakes.descriptors import InvalidDescriptor, create_problems, flattened, normalize
 from tests.fakes.patterns import Unmodelled
 from tests.fakes.privileges import Role, UnknownPrivilege, has_privileges
@@ -249,12 +249,12 @@ class FakeKeyAuthority:
             key.limited_by = copy.deepcopy(self._roles)
             return True
 
-    def invalidate(self, ids: Sequence[str]) -> list[str]:
-        """Invalidate own keys by id; returns the ids invalidated by this call."""
+    def invalidate(self, ids: Sequence[str]) -> InvalidationResult:
+        """Invalidate own keys by id; the ids invalidated by this call are in ``invalidated``."""
         what = f"invalidate {len(ids)} API key(s)"
         with self._call("invalidate", what, "invalidate"):
             if not ids:
-                return []
+                return InvalidationResult()
             for i, key_id in enumerate(ids):
                 if not key_id.strip():
                     reason = f"Field [ids] must not contain blank id, but got blank id at index position: [{i}]"
@@ -267,7 +267,7 @@ class FakeKeyAuthority:
                     continue
                 key.invalidated, key.invalidation = True, now
                 done.append(key_id)
-            return done
+            return InvalidationResult(invalidated=tuple(done))
 
     def get(self, ids: Sequence[str]) -> dict[str, KeyInfo]:
         """Own keys by id (unknown and foreign ids are absent)."""

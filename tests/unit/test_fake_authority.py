@@ -47,7 +47,7 @@ def test_an_injected_failure_happens_before_the_call_has_any_effect(
 def test_faults_target_only_the_named_method(fake: FakeKeyAuthority) -> None:
     fake.fail_next("update", AuthorityUnavailable("update: down"))
     key = fake.create("k", 60, DESCRIPTORS, {})
-    assert fake.invalidate([key.id]) == [key.id]
+    assert list(fake.invalidate([key.id]).invalidated) == [key.id]
     with pytest.raises(AuthorityUnavailable):
         fake.update(key.id, DESCRIPTORS)
 
@@ -59,7 +59,7 @@ def test_a_lost_create_answer_leaves_the_key_behind(fake: FakeKeyAuthority) -> N
     assert "create API key k" in str(lost.value)
     found = fake.find_by_metadata("rotation_id", "r-1", valid_only=True)
     assert [k.name for k in found] == ["k"]
-    assert fake.invalidate([found[0].id]) == [found[0].id]
+    assert list(fake.invalidate([found[0].id]).invalidated) == [found[0].id]
     assert fake.create("k", 60, DESCRIPTORS, {}).name == "k"  # the next answer arrives
 
 
