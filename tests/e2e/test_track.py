@@ -388,3 +388,24 @@ def test_a_sweep_of_a_few_thousand_mixed_keys_pages_once_per_page(
     assert dict(report.classes) == made
     assert report.findings["no_expiration"] == made["kibana-managed"]
     json.dumps(report.to_json())
+
+
+# --- in the daemon -------------------------------------------------------------------------------
+
+
+def test_the_daemon_runs_the_track_job_and_wakes_the_lifecycle_on_drift(world: World) -> None:
+    from rotator.service import Service
+
+    world.lifecycle().run(world.specs)
+    world.admin().security.invalidate_api_key(ids=[world.delivered("db")[0]])
+    service = Service(world.config, world.engine, world.clock)
+    assert service.lease.try_acquire()
+    lifecycle = service.scheduler.get_job("lifecycle")
+    assert lifecycle is not None
+    service.scheduler.modify_job("lifecycle", next_run_time=world.clock.now() + timedelta(hours=1))
+
+    service.run_job("track")
+
+    assert service.scheduler.get_job("lifecycle").next_run_time == world.clock.now()
+    assert {r.key_class for r in rows(world).values()} == {"rotator"}
+    assert service.counts["failed:track"] == 0

@@ -40,7 +40,8 @@ def jobs_of(text: str) -> dict[str, Any]:
 
 def test_defaults_register_the_lifecycle_every_minute_and_the_lease_tick() -> None:
     jobs = jobs_of("")
-    assert sorted(jobs) == sorted([LEASE_JOB, "lifecycle"])  # track and purge: not in this version
+    assert sorted(jobs) == sorted([LEASE_JOB, "lifecycle", "track"])  # purge is off by default
+    assert jobs["track"].trigger.interval == timedelta(minutes=5)
     life = jobs["lifecycle"]
     assert isinstance(life.trigger, IntervalTrigger)
     assert life.trigger.interval == timedelta(minutes=1)
@@ -71,8 +72,13 @@ def test_a_cron_schedule_fires_at_its_times_in_utc() -> None:
 
 def test_a_job_turned_off_is_not_registered() -> None:
     assert "lifecycle" not in jobs_of("service: {schedule: {lifecycle: null}}")
-    off = parse_config(CREDENTIALS + "service: {schedule: {lifecycle: null}}")
+    off = parse_config(CREDENTIALS + "service: {schedule: {lifecycle: null, track: null}}")
     assert [s.id for s in job_specs(off)] == []
+
+
+def test_a_job_whose_section_is_disabled_is_not_registered_whatever_its_schedule() -> None:
+    assert "track" not in jobs_of("managed_keys: {enabled: false}")
+    assert "track" in jobs_of("managed_keys: {enabled: true}")
 
 
 SOURCES = """
