@@ -30,6 +30,7 @@ GENESIS = "0" * 64
 _CHAIN_LOCK = 0x726F7461746F72
 _APPEND_ATTEMPTS = 5
 _log = get_logger("rotator.audit")
+AUDIT_TABLE: sa.Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
 def event_hash(
@@ -122,7 +123,8 @@ class AuditLog:
                 }
             )
             prev, seq = digest, seq + 1
-        session.execute(sa.insert(AuditEvent), rows)
+        # Core executemany: one statement for the batch.
+        session.connection().execute(sa.insert(AUDIT_TABLE), rows)
 
     def record(
         self,

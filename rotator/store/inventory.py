@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from rotator.store.models import InventorySweep, TrackedKey, as_utc
 
 GONE = "gone"
+TRACKED: sa.Table = TrackedKey.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,29 @@ class InventoryRepository:
         return self._session.get(TrackedKey, es_id)
 
     def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert new keys in one statement."""
+        """Insert new keys in one executemany statement (every row names the same columns).
+
+        Core, not the ORM's bulk insert: the ORM splits the rows wherever their ``None`` values
+        differ, which would make one statement per key of a mixed page.
+        """
         if rows:
-            self._session.execute(sa.insert(TrackedKey), [dict(r) for r in rows])
+            self._session.connection().execute(TRACKED.insert(), [dict(r) for r in rows])
 
     def update_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Update keys by id in one executemany statement (each dict names ``es_id``)."""
-        if rows:
-            self._session.execute(sa.update(TrackedKey), [dict(r) for r in rows])
+        """Update keys by id: one executemany statement per set of columns (each names ``es_id``)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            columns = tuple(sorted(k for k in row if k != "es_id"))
+            groups.setdefault(columns, []).append(
+                {"key_id": row["es_id"], **{f"v_{c}": row[c] for c in columns}}
+            )
+        for columns, params in groups.items():
+            statement = (
+                TRACKED.update()
+                .where(TRACKED.c.es_id == sa.bindparam("key_id"))
+                .values({c: sa.bindparam(f"v_{c}") for c in columns})
+            )
+            self._session.connection().execute(statement, params)
 
     def unseen(
         self, sweep_id: int, limit: int, *, owner: tuple[str, str] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -374,8 +375,16 @@ def test_a_sweep_of_a_few_thousand_mixed_keys_pages_once_per_page(
             kibana.security.create_api_key(name=f"shipper-{i}", expiration="10d")
             made["user"] += 1
     world.sandbox.clear_stats()
+    statements: list[str] = []
 
-    report = sweep(world, page_size=500)
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]).upper())
+
+    sa.event.listen(world.engine, "before_cursor_execute", count)
+    try:
+        report = sweep(world, page_size=500)
+    finally:
+        sa.event.remove(world.engine, "before_cursor_execute", count)
 
     queries = [
         r["count"]
@@ -388,6 +397,18 @@ def test_a_sweep_of_a_few_thousand_mixed_keys_pages_once_per_page(
     assert dict(report.classes) == made
     assert report.findings["no_expiration"] == made["kibana-managed"]
     json.dumps(report.to_json())
+    # Statements by the page, not by the key: 2400 keys in 5 pages, in the baseline sweep (all
+    # inserts; 1600 expiry warnings) and in a steady one after a day (all updates).
+    assert len(statements) <= 12 * report.pages + 20, Counter(statements)
+    world.advance(timedelta(days=1))
+    statements.clear()
+    sa.event.listen(world.engine, "before_cursor_execute", count)
+    try:
+        again = sweep(world, page_size=500)
+    finally:
+        sa.event.remove(world.engine, "before_cursor_execute", count)
+    assert again.seen == 2400
+    assert len(statements) <= 12 * again.pages + 20, Counter(statements)
 
 
 # --- in the daemon -------------------------------------------------------------------------------
