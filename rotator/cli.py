@@ -25,6 +25,7 @@ from rotator.cli_verbs import (
     cmd_db_upgrade,
     cmd_once,
     cmd_plan,
+    cmd_purge,
     cmd_rotate,
     cmd_run,
     cmd_sandbox_demo,
@@ -108,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run the daemon: every job on its schedule, under the leader lease, until SIGTERM",
     )
     once = verb("once", cmd_once, "run the jobs once and exit (0 ok, 1 some actions failed)")
-    once.add_argument("job", nargs="?", choices=("provision", "rotate", "all"), default="all")
+    once.add_argument(
+        "job", nargs="?", choices=("provision", "rotate", "all", "purge"), default="all"
+    )
     _add_output(once)
     _add_output(verb("plan", cmd_plan, "show what would be done now, and why (changes nothing)"))
     _add_output(verb("status", cmd_status, "show each source's key, times, state and failures"))
@@ -127,10 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge = verb(
         "purge",
-        not_yet("bulk invalidation"),
-        "invalidate expired keys in bulk (not in this version)",
+        cmd_purge,
+        "invalidate expired keys in bulk (0 done, 1 some keys could not be invalidated)",
     )
-    purge.add_argument("--dry-run", action="store_true", help="list what would be invalidated")
+    purge.add_argument(
+        "--dry-run", action="store_true", help="list what would be invalidated; change nothing"
+    )
+    purge.add_argument(
+        "--expired-for",
+        metavar="DURATION",
+        help="only keys expired for at least this long, e.g. 7d (default: purge.expired_for)",
+    )
+    purge.add_argument(
+        "--limit", type=int, metavar="N", help="invalidate at most N keys (the oldest first)"
+    )
+    _add_output(purge)
     audit = verb(
         "audit",
         not_yet("the audit trail reader"),

@@ -214,8 +214,11 @@ def _emit_outcomes(ctx: Context, args: argparse.Namespace, outcomes: Sequence[An
 
 
 def cmd_once(args: argparse.Namespace, ctx: Context) -> int:
-    """Run the jobs once: provision, rotate, or all."""
+    """Run the jobs once: provision, rotate, or all (or one purge)."""
     from rotator import commands
+
+    if args.job == "purge":
+        return _purge(ctx, args.output, False, None, None)
 
     config, engine, (lifecycle, clock) = _lifecycle_context(ctx)
     try:
@@ -335,6 +338,79 @@ def cmd_sandbox_demo(args: argparse.Namespace, ctx: Context) -> int:
     # The story goes to standard output; only warnings and errors go to the log.
     log.configure(level=ctx.log_level or "warning", fmt=ctx.log_format or config.log.format)
     return run_demo(ctx.emit, version=args.version, work_dir=Path(args.dir) if args.dir else None)
+
+
+def cmd_purge(args: argparse.Namespace, ctx: Context) -> int:
+    """Invalidate rotator's identity's own expired keys in bulk, or list them (``--dry-run``)."""
+    from rotator.durations import DurationError, parse_duration
+
+    expired_for = None
+    if args.expired_for is not None:
+        try:
+            expired_for = parse_duration(args.expired_for)
+        except DurationError as exc:
+            raise UsageError(f"--expired-for: {exc}") from None
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit: must be at least 1")
+    return _purge(ctx, args.output, args.dry_run, expired_for, args.limit)
+
+
+def _purge(ctx: Context, output: str, dry_run: bool, expired_for: Any, limit: int | None) -> int:
+    from rotator import commands
+    from rotator.app import build_purger, open_current_store
+    from rotator.clock import SystemClock
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    clock = SystemClock()
+    try:
+        purger = build_purger(config, engine, clock)
+        if dry_run:  # writes nothing, so it needs no lease
+            report = purger.run(dry_run=True, expired_for=expired_for, limit=limit)
+        else:
+            with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
+                report = purger.fenced(lease).run(expired_for=expired_for, limit=limit)
+    finally:
+        engine.dispose()
+    if output == "json":
+        ctx.emit_json(report.to_json())
+    else:
+        for line in _purge_lines(report):
+            ctx.emit(line)
+    if report.error or report.stopped:
+        print(f"rotator purge: stopped: {report.error or report.stopped}", file=ctx.stderr)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _purge_lines(report: Any) -> list[str]:
+    from rotator import commands
+
+    chosen = report.selection
+    verb = "would invalidate" if report.dry_run else "selected"
+    lines = [f"{verb} {chosen.count} expired key(s) of {report.owner or '?'}"]
+    if chosen.count:
+        lines[0] += f", the oldest expired {chosen.oldest:%Y-%m-%d %H:%M:%S}Z"
+        lines.append(
+            commands.table(
+                ["OWNER", "KEYS"], [[o, str(n)] for o, n in chosen.by_owner.most_common()]
+            )
+        )
+        lines.append(
+            commands.table(
+                ["NAME PREFIX", "KEYS"], [[p, str(n)] for p, n in chosen.by_prefix.most_common()]
+            )
+        )
+    if report.dry_run:
+        return lines
+    counts = report.counts()
+    lines.append(
+        f"invalidated {counts['invalidated']}, previously invalidated "
+        f"{counts['previously_invalidated']}, no longer valid {counts['not_found']}, "
+        f"failed {counts['error']}; tombstones deleted {report.tombstones_deleted}"
+    )
+    if report.errors:
+        lines.append(commands.table(["KEY", "ERROR"], [[k, e] for k, e in report.errors.items()]))
+    return lines
 
 
 def not_yet(feature: str) -> Handler:

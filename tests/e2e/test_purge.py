@@ -4,8 +4,10 @@ as the batch size allows; the dry run is exact and sends no DELETE."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +16,13 @@ from sqlalchemy.orm import Session
 
 from rotator import audit
 from rotator.app import build_purger
+from rotator.clock import ManualClock, SystemClock
 from rotator.config import parse_config
 from rotator.elastic import ElasticKeyAuthority
-from rotator.jobs.purge import Outcome, Purger
+from rotator.jobs.purge import Outcome, Owner, Purger, PurgeSettings, purge_query
 from rotator.model import ActionKind
 from rotator.store.models import ApiKey, ApiKeyState, AuditEvent, PurgedKey
+from tests.cli_runner import in_process
 from tests.e2e.conftest import World, config_text
 
 OTHER = ("other", "other-password-1")
@@ -202,3 +206,57 @@ def test_rotators_retired_keys_whose_invalidation_failed_are_picked_up(world: Wo
         assert {r.state for r in rows} == {ApiKeyState.INVALIDATED}
         assert {r.reason for r in session.query(PurgedKey).all()} == {"retired"}
     assert not any(invalidated(world)[k] is False for k in retiring)
+
+
+def test_the_query_alone_sees_only_the_callers_keys_under_read_security(world: World) -> None:
+    mine = setup_owners(world, ["manage_own_api_key", "read_security"])
+    ids = seed(world, mine)
+    authority = ElasticKeyAuthority(mine)
+    owner = Owner.of(authority.whoami())
+    query = purge_query(owner, world.clock.now(), PurgeSettings.of(world.config.purge))
+    assert {k.id for k in authority.iter_query(query)} == {ids[n] for n in EXPIRED}
+
+
+def test_the_command_line(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The command reads the real time: the keys are made three days before it.
+    now = SystemClock().now()
+    world.clock = ManualClock(now - timedelta(days=3))
+    world.advance(timedelta(0))
+    mine = setup_owners(world, ["manage_own_api_key"])
+    ids = seed(world, mine)
+    world.sandbox.set_clock(int(now.timestamp() * 1000))
+    path = tmp_path / "rotator.yaml"
+    text = config_text(world.sandbox.url, world.out, str(world.engine.url)) + PURGE
+    path.write_text(text)
+    run = in_process(capsys)
+    world.sandbox.clear_stats()
+
+    dry = run("--config", str(path), "purge", "--dry-run", "-o", "json")
+    assert dry.returncode == 0, dry.stderr
+    listed = json.loads(dry.stdout)
+    assert set(listed["selected"]["ids"]) == {ids[n] for n in EXPIRED}
+    assert listed["selected"]["by_name_prefix"] == {"old-": 3, "svc-": 1}
+    assert deletes(world) == 0
+
+    table = run("--config", str(path), "purge", "--dry-run", "--expired-for", "30d")
+    assert table.returncode == 0
+    assert table.stdout.startswith("would invalidate 0 expired key(s) of rotator@default_native")
+
+    limited = run("--config", str(path), "purge", "--limit", "1")
+    assert limited.returncode == 0, limited.stderr
+    assert "invalidated 1, previously invalidated 0" in limited.stdout
+
+    world.sandbox.add_faults(
+        [{"method": "DELETE", "path": "/_security/api_key", "status": 400, "times": 1}]
+    )
+    failed = run("--config", str(path), "purge", "-o", "json")
+    assert failed.returncode == 1
+    out = json.loads(failed.stdout)
+    assert sorted(out["errors"]) == sorted(out["selected"]["ids"][:2])
+    assert out["outcome"]["invalidated"] == out["selected"]["ids"][2:]
+
+    done = run("--config", str(path), "once", "purge")
+    assert done.returncode == 0, done.stderr
+    assert "invalidated 2," in done.stdout
+    assert run("--config", str(path), "purge", "--limit", "0").returncode == 2
+    assert run("--config", str(path), "purge", "--expired-for", "soon").returncode == 2
