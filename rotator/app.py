@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy.engine import Engine
 
-from rotator.audit import AuditLog
+from rotator.audit import AuditLog, default_actor
 from rotator.clock import Clock
 from rotator.config import Config
 from rotator.jobs.context import Deps, Fence, no_checkpoint
@@ -85,7 +84,7 @@ def build_deps(
             cache[spec.name] = [build_sink(c, clock=clock, source=spec.name) for c in spec.sinks]
         return cache[spec.name]
 
-    audit = AuditLog(sessions, actor=f"rotator@{socket.gethostname()}")
+    audit = AuditLog(sessions, actor=default_actor())
     store = SqlUnitsOfWork(
         sessions, audit, clock.now, fence=fence, reads=read_session_factory(engine)
     )
@@ -146,7 +145,7 @@ def build_purger(
     from typing import cast
 
     deps = build_deps(config, engine, clock, authority=authority, fence=fence)
-    audit = AuditLog(session_factory(engine), actor=f"rotator@{socket.gethostname()}")
+    audit = AuditLog(session_factory(engine), actor=default_actor())
     units = PurgeUnits(
         session_factory(engine), audit, clock.now, fence=fence, reads=read_session_factory(engine)
     )

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from rotator.audit import AuditLog
+from rotator.audit import EPOCH_KEY, AuditLog, default_actor
 from rotator.clock import Clock
 from rotator.errors import DependencyUnavailable, LeaseLost
 from rotator.log import get_logger
@@ -56,7 +56,7 @@ class LeaderLease:
         self._ttl = ttl
         self._name = name
         self.holder = holder or holder_id()
-        self._audit = AuditLog(self._sessions, actor=f"rotator@{self.holder}")
+        self._audit = AuditLog(self._sessions, actor=default_actor())
         self._on_change = on_change
         self._lease: Lease | None = None
         self._lost = False
@@ -193,6 +193,7 @@ class LeaderLease:
             raise LeaseLost(
                 f"the {self._name} lease (epoch {lease.epoch}) was lost: the write is refused"
             )
+        session.info[EPOCH_KEY] = lease.epoch  # the audit events of this write carry it
 
     def _mark_lost(self, why: str) -> None:
         """Stop leading; the loss is audited in a transaction of its own, outside the write

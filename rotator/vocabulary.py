@@ -71,6 +71,7 @@ class LogEvent(StrEnum):
     STATUS_WITHOUT_ELASTICSEARCH = "status_without_elasticsearch"
     JOB_STOPPED_LEASE_LOST = "job_stopped_lease_lost"
     JOB_FINISHED = "job_finished"
+    AUDIT_EVENT = "audit_event"  # every committed audit event, mirrored (event.kind: audit)
     # purge
     PURGE_BATCH_DONE = "purge_batch_done"
     PURGE_KEY_FAILED = "purge_key_failed"

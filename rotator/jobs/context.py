@@ -81,8 +81,18 @@ class Deps:
         outcome: AuditOutcome = AuditOutcome.SUCCESS,
         **details: Any,
     ) -> None:
-        """Record an audit event in the unit of the change it records."""
-        uow.audit(now=self.now(), action=action, subject=subject, outcome=outcome, details=details)
+        """Record an audit event in the unit of the change it records (with the run it is of)."""
+        uow.audit(
+            now=self.now(),
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            details={**details, **self.run_details()},
+        )
+
+    def run_details(self) -> dict[str, str]:
+        """The job and run an audit event belongs to (nothing outside a run)."""
+        return {"job": self.job, "run_id": self.run_id} if self.run_id else {}
 
     def retrying(self, what: str, call: Callable[[], T]) -> T:
         """Run an idempotent call, retrying a retryable failure with a short backoff.

@@ -543,6 +543,7 @@ class _Sweep:
                     "severity": severity.value,
                     "detail": detail,
                     **details,
+                    **self.deps.run_details(),
                 },
             )
         )

@@ -256,6 +256,31 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
 
 
+class AuditCheckpoint(Base):
+    """Where the kept trail starts after retention removed older events: the sequence and hash of
+    the last event removed. Events covered by a checkpoint are the only ones a trigger lets be
+    deleted; nothing may update or delete a checkpoint."""
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    at: Mapped[datetime]
+    removed: Mapped[int] = mapped_column(sa.BigInteger)
+    reason: Mapped[str] = mapped_column(sa.String(255))
+
+
+class AuditCursor(Base):
+    """How far a copy of the trail has got (the high-water mark of shipping to Elasticsearch)."""
+
+    __tablename__ = "audit_cursors"
+
+    name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    updated_at: Mapped[datetime]
+
+
 class LeaseRecord(Base):
     """A named lease (the leader lease) with its holder and fencing epoch."""
 

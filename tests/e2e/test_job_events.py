@@ -41,14 +41,14 @@ def test_an_audit_event_that_cannot_be_written_takes_its_change_with_it(
 ) -> None:
     lifecycle = world.lifecycle()
     lifecycle.run(world.specs)
-    real = AuditLog._append_in
+    real = AuditLog._insert
 
-    def refuse_activation(self: AuditLog, session: Session, now, action, *a, **kw):  # type: ignore[no-untyped-def]
-        if action == AuditAction.KEY_ACTIVATED.value:
+    def refuse_activation(self: AuditLog, session: Session, now, entries):  # type: ignore[no-untyped-def]
+        if any(e.action is AuditAction.KEY_ACTIVATED for e in entries):
             raise OperationalError("INSERT INTO audit_events", {}, Exception("disk full"))
-        return real(self, session, now, action, *a, **kw)
+        return real(self, session, now, entries)
 
-    monkeypatch.setattr(AuditLog, "_append_in", refuse_activation)
+    monkeypatch.setattr(AuditLog, "_insert", refuse_activation)
     report = lifecycle.run(world.specs, forced=["web"])
     assert [o.ok for o in report.outcomes if o.action.kind is ActionKind.ROTATE] == [False]
     monkeypatch.undo()

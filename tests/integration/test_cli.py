@@ -29,7 +29,6 @@ VERBS = [
     ["sandbox", "demo"],
 ]
 NOT_YET = [
-    ["keys"],
     ["audit"],
 ]
 

@@ -44,6 +44,7 @@ TABLES = {
     "leases",
 }
 TABLES |= {"purged_keys"}  # the purge job's tombstones
+TABLES |= {"audit_checkpoints", "audit_cursors"}  # retention checkpoints, copies' progress
 CHECKS = {
     "api_keys": {"ck_api_keys_state"},
     "rotations": {"ck_rotations_state"},
