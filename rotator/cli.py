@@ -23,6 +23,7 @@ from rotator.cli_verbs import (
     cmd_check_config,
     cmd_db_current,
     cmd_db_upgrade,
+    cmd_keys,
     cmd_once,
     cmd_plan,
     cmd_purge,
@@ -110,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     once = verb("once", cmd_once, "run the jobs once and exit (0 ok, 1 some actions failed)")
     once.add_argument(
-        "job", nargs="?", choices=("provision", "rotate", "all", "purge"), default="all"
+        "job",
+        nargs="?",
+        choices=("provision", "rotate", "all", "track", "purge"),
+        default="all",
+        help="provision, rotate or all (the lifecycle job; the default), track (one sweep of "
+        "the key inventory) or purge (one bulk invalidation of expired keys)",
     )
     _add_output(once)
     _add_output(verb("plan", cmd_plan, "show what would be done now, and why (changes nothing)"))
@@ -121,13 +127,32 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--all", action="store_true", help="rotate every source")
     rotate.add_argument("--dry-run", action="store_true", help="show what would happen")
     _add_output(rotate)
-    _add_output(
-        verb(
-            "keys",
-            not_yet("the managed-key inventory"),
-            "list tracked managed keys (not in this version)",
-        )
+    keys = verb(
+        "keys",
+        cmd_keys,
+        "list the key inventory from the store: class, owner, expiry, findings (the track job "
+        "fills it)",
     )
+    keys.add_argument(
+        "--class",
+        dest="key_class",
+        choices=("kibana-managed", "rotator", "user", "cross_cluster"),
+        help="only keys of this class",
+    )
+    keys.add_argument(
+        "--expiring", metavar="DURATION", help="only active keys expiring within this (e.g. 14d)"
+    )
+    keys.add_argument("--expired", action="store_true", help="only expired keys")
+    keys.add_argument("--owner", metavar="NAME", help="only keys owned by this user")
+    keys.add_argument(
+        "--finding",
+        choices=("no_expiration", "lifetime_exceeds", "unrestricted", "stale", "owner_missing"),
+        help="only keys with this policy finding",
+    )
+    keys.add_argument(
+        "--all", dest="include_gone", action="store_true", help="include keys gone from ES"
+    )
+    _add_output(keys)
     purge = verb(
         "purge",
         cmd_purge,

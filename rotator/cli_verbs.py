@@ -214,9 +214,12 @@ def _emit_outcomes(ctx: Context, args: argparse.Namespace, outcomes: Sequence[An
 
 
 def cmd_once(args: argparse.Namespace, ctx: Context) -> int:
-    """Run the jobs once: provision, rotate, or all (or one purge)."""
+    """Run the jobs once: provision, rotate, or all; or one sweep of the key inventory (track),
+    or one purge."""
     from rotator import commands
 
+    if args.job == "track":
+        return _once_track(args, ctx)
     if args.job == "purge":
         return _purge(ctx, args.output, False, None, None)
 
@@ -227,6 +230,74 @@ def cmd_once(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         engine.dispose()
     return _emit_outcomes(ctx, args, outcomes)
+
+
+def _once_track(args: argparse.Namespace, ctx: Context) -> int:
+    from rotator import commands
+    from rotator.app import build_tracker, open_current_store
+    from rotator.clock import SystemClock
+    from rotator.keys_report import track_rows
+
+    config = ctx.load()
+    engine = open_current_store(config)
+    clock = SystemClock()
+    try:
+        with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
+            report = build_tracker(config, engine, clock, fence=lease).run()
+    finally:
+        engine.dispose()
+    if args.output == "json":
+        ctx.emit_json(report.to_json())
+    else:
+        ctx.emit(commands.table(("TRACK", ""), track_rows(report)))
+    return EXIT_FAILED if report.failed or report.stopped else EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace, ctx: Context) -> int:
+    """The key inventory as the last sweeps left it in the store (no Elasticsearch request)."""
+    from rotator import commands
+    from rotator.app import open_current_store
+    from rotator.clock import SystemClock
+    from rotator.durations import DurationError, parse_duration
+    from rotator.keys_report import KEY_HEADERS, empty_words, heading, key_json, key_row, sweep_json
+    from rotator.store.db import read_session_factory
+    from rotator.store.inventory import InventoryRepository, KeyFilter
+
+    now = SystemClock().now()
+    expiring = None
+    if args.expiring is not None:
+        try:
+            expiring = now + parse_duration(args.expiring)
+        except DurationError as exc:
+            raise UsageError(f"--expiring {args.expiring!r}: {exc}") from None
+    wanted = KeyFilter(
+        key_class=args.key_class,
+        expiring_before=expiring,
+        expired=args.expired,
+        owner=args.owner,
+        finding=args.finding,
+        include_gone=args.include_gone,
+    )
+    config = ctx.load()
+    engine = open_current_store(config)
+    try:
+        with read_session_factory(engine)() as session:
+            inventory = InventoryRepository(session)
+            sweep = inventory.last_sweep(ok_only=False)
+            if args.output == "json":
+                found = [key_json(r, now) for r in inventory.listing(wanted, now)]
+                ctx.emit_json({**sweep_json(sweep), "count": len(found), "keys": found})
+                return EXIT_OK
+            rows = [key_row(r, now) for r in inventory.listing(wanted, now)]
+    finally:
+        engine.dispose()
+    for line in heading(sweep):
+        ctx.emit(line)
+    ctx.emit()
+    ctx.emit(commands.table(KEY_HEADERS, rows) if rows else empty_words(wanted, sweep))
+    if rows:
+        ctx.emit(f"\n{len(rows)} key(s)")
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:

@@ -115,7 +115,7 @@ class InventoryRepository:
             self._session.connection().execute(TRACKED.insert(), [dict(r) for r in rows])
 
     def update_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Update keys by id: one executemany statement per set of columns (each names ``es_id``)."""
+        """Update keys by id: one executemany per set of columns (each row names ``es_id``)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             columns = tuple(sorted(k for k in row if k != "es_id"))
