@@ -59,6 +59,8 @@ USER_READERS = ("read_security", "manage_security")
 MATCH_ALL: Mapping[str, Any] = {"match_all": {}}
 
 DriftHandler = Callable[[list[str]], None]
+# What every sighting changes; a row whose other columns are unchanged is written only these.
+_SEEN = frozenset({"es_id", "last_seen_at", "gone_at", "sweep_id"})
 
 # Scopes already said in this process's log: (principal, scope).
 _announced: set[tuple[str, str]] = set()
@@ -215,6 +217,7 @@ class _Sweep:
         ok = False
         try:
             after: list[Any] | None = None
+            remaining: int | None = None  # by the first page's total: no empty page at the end
             while True:
                 page = self.deps.retrying(
                     "query API keys",
@@ -227,7 +230,8 @@ class _Sweep:
                     self._page(page.keys)
                 elif self.report.pages == 0:
                     self.report.pages = 1
-                if page.after is None:
+                remaining = (page.total if remaining is None else remaining) - len(page.keys)
+                if page.after is None or remaining <= 0:
                     break
                 after = page.after
             self._gone()
@@ -406,8 +410,6 @@ class _Sweep:
             "gone_at": None,
             "sweep_id": self.sweep_id,
         }
-        if row is None:
-            values["first_seen_at"] = self.now
         self._transitions(obs, row, events, notices)
         if warning is not None:
             self._event(
@@ -421,6 +423,13 @@ class _Sweep:
                 expires_at=iso(info.expiration),
             )
         self._findings(obs, row, findings, events, notices)
+        if row is None:
+            values["first_seen_at"] = self.now
+        elif row.gone_at is None and all(
+            getattr(row, name) == value for name, value in values.items() if name not in _SEEN
+        ):
+            # Unchanged: only the sighting is written.
+            return {"es_id": info.id, "last_seen_at": self.now, "sweep_id": self.sweep_id}
         return values
 
     def _transitions(
