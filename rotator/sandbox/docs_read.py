@@ -1,5 +1,8 @@
 """Reading and managing documents: get by id, a minimal search, count, refresh, create index.
 
+The search emulates ``match_all`` and ``term`` queries, ``from``/``size``, and ``sort`` on
+fields of the documents' sources.
+
 Each is authorized on its index as Elasticsearch does (``indices:data/read/get``,
 ``indices:data/read/search``, ``indices:admin/refresh``, ``indices:admin/create``). Wildcard
 expressions in search and count resolve to the indices the caller may read, silently dropping the
@@ -122,6 +125,8 @@ def _search(call: Call) -> Response:
         for doc_id, doc in index.docs.items()
         if matcher(doc.source)
     ]
+    for field, descending in reversed(_sort(body.get("sort"))):
+        hits = _sorted_by(hits, field, descending)
     return Response(
         body={
             "took": 1,
@@ -143,6 +148,53 @@ def _count(call: Call) -> Response:
     count = sum(1 for index in indices for doc in index.docs.values() if matcher(doc.source))
     shards = {**_SEARCH_SHARDS, "total": len(indices), "successful": len(indices)}
     return Response(body={"count": count, "_shards": shards})
+
+
+def _sort(raw: Any) -> list[tuple[str, bool]]:
+    """The ``sort`` clauses as (field, descending): ``"f"``, ``{"f": "desc"}`` or
+    ``{"f": {"order": "desc"}}``, alone or in a list.
+
+    Raises:
+        EsError: 400 for an order other than asc or desc, or a malformed clause.
+    """
+    if raw is None:
+        return []
+    out = []
+    for item in raw if isinstance(raw, list) else [raw]:
+        if isinstance(item, str):
+            out.append((item, False))
+            continue
+        if not isinstance(item, dict) or len(item) != 1:
+            raise EsError(400, "illegal_argument_exception", "mal-formatted sort object")
+        field, options = next(iter(item.items()))
+        order = options.get("order", "asc") if isinstance(options, dict) else options
+        if order not in ("asc", "desc"):
+            raise EsError(400, "illegal_argument_exception", f"Unknown SortOrder [{order}]")
+        out.append((str(field), order == "desc"))
+    return out
+
+
+def _sorted_by(hits: list[dict[str, Any]], field: str, descending: bool) -> list[dict[str, Any]]:
+    """``hits`` ordered by the field's smallest (ascending) or largest (descending) value; a
+    document without the field comes last either way, as Elasticsearch's default ``missing``."""
+    if field in ("_doc", "_score"):
+        return hits
+    pick = max if descending else min
+    keyed = []
+    for hit in hits:
+        values = [v for v in _values(hit["_source"], field) if isinstance(v, int | float | str)]
+        keyed.append((pick(values, key=_sort_value) if values else None, hit))
+    present = sorted(
+        (k for k in keyed if k[0] is not None),
+        key=lambda k: _sort_value(k[0]),
+        reverse=descending,
+    )
+    return [hit for _, hit in present] + [hit for value, hit in keyed if value is None]
+
+
+def _sort_value(value: Any) -> tuple[int, Any]:
+    """Numbers before strings, so mixed values still compare."""
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
 
 
 def _int(body: dict[str, Any], name: str, default: int) -> int:
