@@ -459,22 +459,28 @@ def verify_lines(lines: Iterable[str], anchors: Sequence[Anchor] = ()) -> Verifi
 
 
 def apply_retention(
-    session: Session, *, before: datetime, now: datetime, batch: int = 10_000
+    session: Session,
+    *,
+    before: datetime,
+    now: datetime,
+    up_to: int | None = None,
+    batch: int = 10_000,
 ) -> int:
-    """Remove the events older than ``before`` (the newest event always stays), recording first
-    a checkpoint with the last removed event's sequence and hash so the rest still verifies.
+    """Remove the events older than ``before`` (never the newest, nor any after ``up_to``),
+    recording first a checkpoint with the last removed event's sequence and hash so the rest
+    still verifies.
 
     Runs in the caller's transaction; returns how many events were removed.
     """
     newest = session.scalar(sa.select(sa.func.max(AuditEvent.seq)))
     if newest is None:
         return 0
-    cut = session.execute(
-        sa.select(AuditEvent.seq, AuditEvent.hash)
-        .where(AuditEvent.at < before, AuditEvent.seq < newest)
-        .order_by(AuditEvent.seq.desc())
-        .limit(1)
-    ).first()
+    query = sa.select(AuditEvent.seq, AuditEvent.hash).where(
+        AuditEvent.at < before, AuditEvent.seq < newest
+    )
+    if up_to is not None:
+        query = query.where(AuditEvent.seq <= up_to)
+    cut = session.execute(query.order_by(AuditEvent.seq.desc()).limit(1)).first()
     if cut is None:
         return 0
     first = session.scalar(sa.select(sa.func.min(AuditEvent.seq))) or cut.seq

@@ -227,6 +227,7 @@ def cmd_once(args: argparse.Namespace, ctx: Context) -> int:
     try:
         with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
             outcomes = commands.run_once(lifecycle, commands.specs(config), args.job, fence=lease)
+        commands.copy_audit(config, engine, clock)
     finally:
         engine.dispose()
     return _emit_outcomes(ctx, args, outcomes)
@@ -244,6 +245,7 @@ def _once_track(args: argparse.Namespace, ctx: Context) -> int:
     try:
         with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
             report = build_tracker(config, engine, clock, fence=lease).run()
+        commands.copy_audit(config, engine, clock)
     finally:
         engine.dispose()
     if args.output == "json":
@@ -343,6 +345,7 @@ def cmd_rotate(args: argparse.Namespace, ctx: Context) -> int:
             return _emit_plan(ctx, args, actions)
         with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
             outcomes = commands.run_once(lifecycle, specs, "all", forced, fence=lease)
+        commands.copy_audit(config, engine, clock)
     finally:
         engine.dispose()
     return _emit_outcomes(ctx, args, outcomes)
@@ -441,6 +444,7 @@ def _purge(ctx: Context, output: str, dry_run: bool, expired_for: Any, limit: in
         else:
             with commands.leadership(engine, clock, config.service.lease_ttl) as lease:
                 report = purger.fenced(lease).run(expired_for=expired_for, limit=limit)
+            commands.copy_audit(config, engine, clock)
     finally:
         engine.dispose()
     if output == "json":
@@ -482,6 +486,236 @@ def _purge_lines(report: Any) -> list[str]:
     if report.errors:
         lines.append(commands.table(["KEY", "ERROR"], [[k, e] for k, e in report.errors.items()]))
     return lines
+
+
+_AUDIT_FILTERS = ("source", "key", "action", "outcome", "since", "until", "actor")
+
+
+def _audit_filter(args: argparse.Namespace, now: Any) -> Any:
+    """The filter the options describe; a bad value is a usage error naming its option."""
+    from rotator.audit_query import AuditFilter, InvalidTime, UnknownAction, parse_time
+
+    times = {}
+    for option in ("since", "until"):
+        text = getattr(args, option, None)
+        if text is not None:
+            try:
+                times[option] = parse_time(text, now)
+            except InvalidTime as exc:
+                raise UsageError(f"--{option}: {exc}") from None
+    if times.get("since") and times.get("until") and times["since"] >= times["until"]:
+        raise UsageError(f"--since {args.since!r} is not before --until {args.until!r}")
+    try:
+        return AuditFilter(
+            source=getattr(args, "source", None),
+            key=getattr(args, "key", None),
+            action=getattr(args, "action", None),
+            outcome=getattr(args, "outcome", None),
+            actor=getattr(args, "actor", None),
+            **times,
+        )
+    except UnknownAction as exc:
+        raise UsageError(f"--action: {exc}") from None
+
+
+def _audit_store(ctx: Context) -> tuple[Any, Any]:
+    """The config and an engine on a store whose schema is current."""
+    from rotator.app import open_current_store
+
+    config = ctx.load()
+    return config, open_current_store(config)
+
+
+def _ndjson(event: Any) -> str:
+    return json.dumps(event.to_json(), separators=(",", ":"), default=str)
+
+
+def cmd_audit(args: argparse.Namespace, ctx: Context) -> int:
+    """List the audit events the filters select, oldest first; ``--follow`` then streams the
+    events committed later until SIGINT."""
+    from rotator import audit_query
+    from rotator.clock import SystemClock
+    from rotator.store.db import read_session_factory
+
+    clock = SystemClock()
+    wanted = _audit_filter(args, clock.now())
+    output = args.output or "table"
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit: must be at least 1")
+    if args.follow and output == "json":
+        raise UsageError("--follow streams events as they come: use -o table or -o ndjson")
+    if args.follow and args.until is not None:
+        raise UsageError("--follow waits for new events: it cannot be combined with --until")
+    _config, engine = _audit_store(ctx)
+    try:
+        sessions = read_session_factory(engine)
+        table = audit_query.TableWriter(ctx.emit)
+        count = 0
+
+        def emit(event: Any) -> None:
+            nonlocal count
+            count += 1
+            if output == "table":
+                table.add(event)
+            elif output == "ndjson":
+                ctx.emit(_ndjson(event))
+            else:
+                opening = "\n" if count == 1 else ",\n"
+                ctx.stdout.write(opening + "    " + json.dumps(event.to_json(), default=str))
+
+        if output == "json":
+            ctx.stdout.write('{\n  "events": [')
+        with sessions() as session:
+            head = audit_query.newest_seq(session)
+            start = (
+                audit_query.start_of_newest(session, wanted, args.limit)
+                if args.limit is not None
+                else 0
+            )
+            cursor = start
+            for event in audit_query.events(session, wanted, after_seq=start, limit=args.limit):
+                emit(event)
+                cursor = event.seq
+        if output == "json":
+            ctx.stdout.write(("\n  " if count else "") + f'],\n  "count": {count}\n}}\n')
+            return EXIT_OK
+        if output == "table":
+            table.flush()
+        if not args.follow:
+            if output == "table":
+                ctx.emit(f"\n{count} event(s)" if count else "no audit event matches")
+            return EXIT_OK
+
+        def emit_now(event: Any) -> None:
+            emit(event)
+            table.flush()
+            ctx.stdout.flush()
+
+        ctx.stdout.flush()
+        try:
+            audit_query.follow(
+                sessions,
+                wanted,
+                after_seq=max(cursor, head),
+                emit=emit_now,
+                sleep=clock.sleep,
+            )
+        except KeyboardInterrupt:
+            return EXIT_OK
+    finally:
+        engine.dispose()
+    return EXIT_OK  # pragma: no cover (follow returns only by an exception)
+
+
+def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
+    """Verify the store's chain against its anchors, or an exported file offline: 0 intact,
+    1 broken (the first break: sequence, expected, found)."""
+    from rotator.audit_query import verify_store
+
+    given = [f"--{name}" for name in _AUDIT_FILTERS if getattr(args, name, None) is not None]
+    if args.follow or args.limit is not None:
+        given += ["--follow"] if args.follow else []
+        given += ["--limit"] if args.limit is not None else []
+    if given:
+        raise UsageError(
+            f"audit verify checks the whole chain: {', '.join(given)} do(es) not apply to it"
+        )
+    output = args.output or "table"
+    if output == "ndjson":
+        raise UsageError("audit verify: -o table or -o json")
+    if args.file is not None:
+        result = _verify_file(args.file)
+        where = args.file
+    else:
+        config, engine = _audit_store(ctx)
+        try:
+            result = verify_store(config, engine)
+        finally:
+            engine.dispose()
+        from rotator.store.db import redacted_url
+
+        where = redacted_url(engine.url)
+    if output == "json":
+        anchor = result.anchor
+        ctx.emit_json(
+            {
+                "verified": where,
+                "ok": result.ok,
+                "events": result.events,
+                "first_seq": result.first_seq,
+                "last_seq": result.last_seq,
+                "broken_at": result.broken_at,
+                "reason": result.reason or None,
+                "expected": result.expected,
+                "found": result.found,
+                "anchor": None
+                if anchor is None
+                else {"seq": anchor.seq, "hash": anchor.hash, "where": anchor.where},
+            }
+        )
+    else:
+        ctx.emit(result.describe())
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _verify_file(path: str) -> Any:
+    """Verify an exported file (``-`` for standard input) line by line, offline."""
+    import sys
+    from collections.abc import Iterable, Iterator
+
+    from rotator.audit import verify_lines
+
+    def decoded(raw: Iterable[bytes]) -> Iterator[str]:
+        for number, line in enumerate(raw, start=1):
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"line {number}: not UTF-8 text") from None
+
+    try:
+        if path == "-":
+            return verify_lines(decoded(sys.stdin.buffer))
+        with open(path, "rb") as handle:
+            return verify_lines(decoded(handle))
+    except OSError as exc:
+        raise UsageError(f"--file {path}: cannot read it: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--file {path}: {exc}") from None
+
+
+def cmd_audit_export(args: argparse.Namespace, ctx: Context) -> int:
+    """Write the selected events as NDJSON with their chain fields, for evidence requests; a
+    contiguous range (only --since/--until) verifies offline with ``audit verify --file``."""
+    from rotator import audit_query
+    from rotator.clock import SystemClock
+    from rotator.store.db import read_session_factory
+
+    if args.follow or args.limit is not None or args.output is not None:
+        raise UsageError(
+            "audit export writes every selected event as NDJSON: --follow, --limit and -o do "
+            "not apply to it"
+        )
+    wanted = _audit_filter(args, SystemClock().now())
+    _config, engine = _audit_store(ctx)
+    count, first, last = 0, None, None
+    try:
+        with read_session_factory(engine)() as session:
+            for event in audit_query.events(session, wanted):
+                ctx.emit(_ndjson(event))
+                count += 1
+                first = event.seq if first is None else first
+                last = event.seq
+    finally:
+        engine.dispose()
+    span = f" (sequence {first}..{last})" if count else ""
+    print(f"rotator audit export: {count} event(s){span}", file=ctx.stderr)
+    if wanted.narrows and count:
+        print(
+            "rotator audit export: filters other than --since/--until leave events out, so "
+            "this export does not verify on its own with `rotator audit verify --file`",
+            file=ctx.stderr,
+        )
+    return EXIT_OK
 
 
 def not_yet(feature: str) -> Handler:

@@ -346,6 +346,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def copy_audit(config: Config, engine: Engine, clock: Clock) -> None:
+    """Bring the audit trail's copies (JSONL mirror, Elasticsearch) up to date after a command.
+
+    A copy that fails is logged; the command's result stands.
+    """
+    if config.audit.jsonl_path is None and config.audit.data_stream is None:
+        return
+    from rotator.audit_mirror import sync_copies
+
+    sync_copies(config, engine, clock)
+
+
 def specs(config: Config) -> list[SourceSpec]:
     """The configured sources as specs."""
     return specs_from_config(config)

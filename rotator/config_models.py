@@ -386,9 +386,16 @@ class PurgeConfig(Section):
 class AuditConfig(Section):
     """The hash-chained audit trail and where it is copied."""
 
-    jsonl_path: Text | None = None
-    data_stream: Text | None = None
     verify_on_start: bool = True
+    retention: PositiveDuration | None = None  # keep forever
+    # the JSONL mirror
+    jsonl_path: Text | None = None
+    jsonl_max_bytes: int = Field(default=100 * 1024 * 1024, ge=4096)
+    jsonl_backups: int = Field(default=5, ge=0, le=1000)
+    # shipping to Elasticsearch
+    data_stream: Text | None = None
+    ship_batch_size: int = Field(default=500, ge=1, le=10000)
+    ship_key_path: AbsolutePath | None = None  # None: rotator-audit.key beside a SQLite store
 
 
 Schedule = Annotated[str, AfterValidator(_schedule)]
@@ -401,6 +408,7 @@ class ScheduleConfig(Section):
     lifecycle: Schedule | None = "1m"
     track: Schedule | None = "5m"
     purge: Schedule | None = "1h"
+    audit: Schedule | None = "1m"  # copies of the trail (mirror, shipping) and its retention
 
 
 class ServiceConfig(Section):

@@ -39,12 +39,16 @@ from rotator.scoping import Grants
 _log = get_logger("rotator.service")
 
 # The jobs this version runs, in the order they are registered.
-JOBS = ("lifecycle", "track", "purge")
+JOBS = ("lifecycle", "track", "purge", "audit")
 LEASE_JOB = "leader-lease"
 
 # A job whose section is turned off is not registered, whatever its schedule.
 JOB_ENABLED: dict[str, Callable[[Config], bool]] = {
     "track": lambda config: config.managed_keys.enabled,
+    # The trail is always in the store; the job only copies it and applies its retention.
+    "audit": lambda config: bool(
+        config.audit.jsonl_path or config.audit.data_stream or config.audit.retention
+    ),
     "purge": lambda config: config.purge.enabled,
 }
 
@@ -214,6 +218,8 @@ class Service:
             report = self._runners[job]()
             if report.stopped:
                 self.lease.audit_loss()
+            elif job != "audit":
+                self._copy_audit(retention=False)
         except Exception as exc:
             self.counts[f"failed:{job}"] += 1
             _log.error(
@@ -232,7 +238,19 @@ class Service:
             "lifecycle": self._run_lifecycle,
             "track": self._run_track,
             "purge": self._run_purge,
+            "audit": lambda: self._copy_audit(retention=True),
         }
+
+    def _copy_audit(self, *, retention: bool) -> Any:
+        """Bring the trail's copies up to date (and apply its retention): never raises."""
+        from rotator.audit_mirror import sync_copies
+
+        config = self._config
+        if config.audit.jsonl_path is None and config.audit.data_stream is None and not retention:
+            return None
+        return sync_copies(
+            config, self._engine, self._clock, retention=retention, authority=self._authority
+        )
 
     def _run_lifecycle(self) -> Any:
         return self._lifecycle().run(specs_from_config(self._config))

@@ -36,6 +36,7 @@ class AuditAction(StrEnum):
     INVENTORY_KEY_DELETED = "inventory.key_deleted"
     INVENTORY_FINDING_RAISED = "inventory.finding_raised"
     INVENTORY_FINDING_CLEARED = "inventory.finding_cleared"
+    AUDIT_RETENTION_APPLIED = "audit.retention_applied"
     LEADER_ACQUIRED = "leader.acquired"
     LEADER_LOST = "leader.lost"
     LEADER_RELEASED = "leader.released"
