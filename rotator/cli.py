@@ -20,6 +20,9 @@ from rotator.cli_verbs import (
     EXIT_USAGE,
     Context,
     Handler,
+    cmd_audit,
+    cmd_audit_export,
+    cmd_audit_verify,
     cmd_check_config,
     cmd_db_current,
     cmd_db_upgrade,
@@ -32,7 +35,6 @@ from rotator.cli_verbs import (
     cmd_sandbox_demo,
     cmd_sandbox_serve,
     cmd_status,
-    not_yet,
 )
 from rotator.config import Config
 from rotator.errors import (
@@ -172,11 +174,92 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(purge)
     audit = verb(
         "audit",
-        not_yet("the audit trail reader"),
-        "read and verify the audit trail (not in this version)",
+        cmd_audit,
+        "read the audit trail (oldest first), verify its hash chain, export it",
+        epilog="Relative times count back from now (24h, 7d); absolute ones are ISO 8601 "
+        "(2026-11-30, 2026-11-30T08:00:00Z; UTC when no offset is given). --since includes "
+        "its time, --until excludes it.",
     )
-    _add_output(audit)
-    audit.add_argument("--verify", action="store_true", help="check the hash chain")
+
+    def audit_filters(parser: argparse.ArgumentParser, default: Any) -> None:
+        parser.add_argument(
+            "--source",
+            metavar="S",
+            default=default,
+            help="events of this source (subject or details.source)",
+        )
+        parser.add_argument(
+            "--key",
+            metavar="ID",
+            default=default,
+            help="events about this key id (subject "
+            "key:ID, a key id in the details, or listed in a purge batch)",
+        )
+        parser.add_argument(
+            "--action",
+            metavar="PREFIX",
+            default=default,
+            help="actions starting with this (key.invalidated, key., inventory.)",
+        )
+        parser.add_argument("--outcome", choices=("success", "failure", "warning"), default=default)
+        parser.add_argument(
+            "--since", metavar="T", default=default, help="events at or after T (24h, 7d, ISO 8601)"
+        )
+        parser.add_argument(
+            "--until", metavar="T", default=default, help="events before T (24h, 7d, ISO 8601)"
+        )
+        parser.add_argument(
+            "--actor",
+            metavar="TEXT",
+            default=default,
+            help="actors containing this text (case-insensitive): an OS user, a host",
+        )
+
+    audit_filters(audit, None)
+    audit.add_argument(
+        "--output",
+        "-o",
+        choices=("table", "json", "ndjson"),
+        help="table (default), json (one document) or ndjson (one event per line, with its "
+        "chain fields)",
+    )
+    audit.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="only the newest N selected events (still oldest first)",
+    )
+    audit.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="then print new events as they are committed, until interrupted (Ctrl-C)",
+    )
+    audit_verbs = audit.add_subparsers(dest="audit_verb", metavar="ACTION")
+    audit_verify = audit_verbs.add_parser(
+        "verify",
+        help="walk the hash chain and report its first break (0 intact, 1 broken)",
+        description="Walk the whole chain in the store and check it against the newest "
+        "anchor (the head recorded in the JSONL mirror or Elasticsearch), or check an "
+        "exported file offline with --file (no store needed). Exit 0 intact, 1 broken: the "
+        "first broken sequence, what was expected and what was found.",
+    )
+    audit_verify.add_argument(
+        "--file", metavar="PATH", help="an export of `rotator audit export` (- for stdin)"
+    )
+    audit_verify.add_argument(
+        "--output", "-o", choices=("table", "json"), default=argparse.SUPPRESS
+    )
+    audit_verify.set_defaults(handler=cmd_audit_verify, verb_name="audit verify")
+    audit_export = audit_verbs.add_parser(
+        "export",
+        help="write the selected events as NDJSON with their chain fields (evidence)",
+        description="Write the selected events to standard output, one JSON object per line "
+        "with every field the hash covers. An export of a contiguous range (--since/--until "
+        "only) verifies offline with `rotator audit verify --file`.",
+    )
+    audit_filters(audit_export, argparse.SUPPRESS)
+    audit_export.set_defaults(handler=cmd_audit_export, verb_name="audit export")
     sandbox = verbs.add_parser(
         "sandbox",
         help="an emulated Elasticsearch for demos and tests",

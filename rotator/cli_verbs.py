@@ -327,6 +327,17 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
                 file=ctx.stderr,
             )
             return EXIT_USAGE
+        from rotator.audit_query import start_check
+
+        broken = start_check(config, engine)
+        if broken is not None:
+            print(broken.describe(), file=ctx.stderr)
+            print(
+                "rotator run: the audit trail's hash chain is broken (audit.verify_on_start); "
+                "nothing was scheduled: see `rotator audit verify`",
+                file=ctx.stderr,
+            )
+            return EXIT_USAGE
         return service.serve()
     finally:
         engine.dispose()
