@@ -114,7 +114,7 @@ def forced_sources(config: Config, names: Sequence[str], every: bool) -> list[st
     Raises:
         UsageError: a name is not a configured source.
     """
-    known = [s.name for s in config.sources]
+    known = [s.name for s in specs_from_config(config)]  # with rotator's implicit sources
     if every:
         return known
     unknown = [n for n in names if n not in known]
@@ -155,14 +155,14 @@ def status(engine: Engine, config: Config, es: KeyLookup | None = None) -> list[
         from rotator.clock import SystemClock
 
         es = KeyLookup(build_authority(config), SystemClock().now())
-    names = [s.name for s in config.sources]
+    names = [s.name for s in specs_from_config(config)]  # with rotator's implicit sources
     seen = es.lookup()
     if es.error is not None:
         _log.warning("status_without_elasticsearch", error=es.error)
     with Session(engine) as session:
         stored = {s.name: s for s in SourceRepository(session).list_sources(include_retired=True)}
         names += sorted(n for n in stored if n not in names)
-        configured = {s.name for s in config.sources}
+        configured = {s.name for s in specs_from_config(config)}
         return [
             _source_status(session, name, stored.get(name), name in configured, seen, es)
             for name in names

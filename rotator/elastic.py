@@ -399,3 +399,120 @@ def ship(url: str, key_id: str, secret: str, index: str, document: Mapping[str, 
     es = Elasticsearch(url, api_key=(key_id, secret))
     with translated(f"index a document into {index}", url):
         return str(es.index(index=index, document=dict(document)).body["result"])
+
+
+# --- shipping the audit trail (rotator.audit_ship) -----------------------------------------------
+
+
+class BulkItem:
+    """One item of a ``_bulk`` answer: the document id, its status and, when it failed, why."""
+
+    __slots__ = ("doc_id", "error_type", "reason", "status")
+
+    def __init__(self, doc_id: str, status: int, error_type: str = "", reason: str = "") -> None:
+        self.doc_id = doc_id
+        self.status = status
+        self.error_type = error_type
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"BulkItem({self.doc_id!r}, {self.status}, {self.error_type!r})"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the document is in the index now (created, or there already: a 409 conflict)."""
+        return self.status in (200, 201) or self.already_there
+
+    @property
+    def already_there(self) -> bool:
+        """A create refused because a document with this id exists (an earlier attempt landed)."""
+        return self.status == 409 and self.error_type == "version_conflict_engine_exception"
+
+
+class AuditShipClient:
+    """Writes audit documents into a data stream with ``_bulk``, and reads back the newest one.
+
+    Built with the shipping key to write (:meth:`with_key`), or as rotator itself to read
+    (:meth:`as_rotator`). The client never retries on its own: the shipper retries whole batches
+    with its clock's backoff.
+    """
+
+    def __init__(self, client: Elasticsearch) -> None:
+        self._es = client
+        self._where = ", ".join(str(n.base_url) for n in client.transport.node_pool.all())
+
+    @classmethod
+    def with_key(cls, config: ElasticsearchConfig, encoded: str) -> AuditShipClient:
+        """A client authenticating with an API key (``encoded``: base64 of ``id:api_key``)."""
+        register_secret(encoded)
+        tls: dict[str, Any] = {} if config.ca_certs is None else {"ca_certs": config.ca_certs}
+        return cls(
+            Elasticsearch(
+                list(config.hosts),
+                api_key=encoded,
+                verify_certs=config.verify_certs,
+                request_timeout=config.request_timeout.total_seconds(),
+                max_retries=0,
+                retry_on_timeout=False,
+                **tls,
+            )
+        )
+
+    @classmethod
+    def as_rotator(cls, config: ElasticsearchConfig) -> AuditShipClient:
+        """A client with rotator's own credentials (which must be able to read the stream)."""
+        return cls(client_from_config(config).options(max_retries=0, retry_on_timeout=False))
+
+    def bulk_create(
+        self, index: str, documents: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[BulkItem]:
+        """Create each ``(id, document)`` in ``index`` (``op_type: create``), in one request.
+
+        Raises:
+            AuthorityUnavailable: no answer, a 429 or 5xx, or an answer that is not a bulk one.
+            AuthenticationFailed, PermissionDenied, AuthorityRejected: the request was refused.
+        """
+        operations: list[Mapping[str, Any]] = []
+        for doc_id, document in documents:
+            operations += [{"create": {"_index": index, "_id": doc_id}}, document]
+        with translated(f"ship {len(documents)} audit event(s) to {index}", self._where):
+            body = self._es.bulk(operations=operations).body
+        items = body.get("items") if isinstance(body, Mapping) else None
+        if not isinstance(items, list) or len(items) != len(documents):
+            raise AuthorityUnavailable(
+                f"ship audit events to {index}: {self._where} answered without one item per "
+                "document"
+            )
+        out = []
+        for (doc_id, _), item in zip(documents, items, strict=True):
+            result: Any = next(iter(item.values()), {}) if isinstance(item, Mapping) else {}
+            error = result.get("error") if isinstance(result, Mapping) else None
+            error = error if isinstance(error, Mapping) else {}
+            out.append(
+                BulkItem(
+                    str(result.get("_id", doc_id)),
+                    int(result.get("status", 0)),
+                    str(error.get("type", "")),
+                    _short(str(error.get("reason", ""))),
+                )
+            )
+        return out
+
+    def newest(self, index: str, field: str) -> dict[str, Any] | None:
+        """The ``_source`` of the document with the highest ``field`` in ``index`` (None: none).
+
+        Raises:
+            RotatorError: the search failed (a missing data stream is no error: None).
+        """
+        with translated(f"read the newest document of {index}", self._where):
+            try:
+                body = self._es.search(
+                    index=index,
+                    size=1,
+                    sort=[{field: {"order": "desc"}}],
+                    query={"match_all": {}},
+                ).body
+            except NotFoundError:
+                return None
+        hits = (body.get("hits") or {}).get("hits") or []
+        return dict(hits[0].get("_source") or {}) if hits else None

@@ -146,8 +146,16 @@ def iso(value: datetime | None) -> str | None:
 
 
 def specs_from_config(config: Config) -> list[SourceSpec]:
-    """Every configured source as a spec."""
-    return [SourceSpec.from_config(config, source) for source in config.sources]
+    """Every configured source as a spec, plus rotator's own implicit sources."""
+    specs = [SourceSpec.from_config(config, source) for source in config.sources]
+    # The audit trail's shipping key (audit.data_stream set): source ``rotator-audit``,
+    # provisioned and rotated like any other; a configured source of that name takes its place.
+    from rotator.audit_ship import shipping_spec
+
+    shipping = shipping_spec(config)
+    if shipping is not None and all(s.name != shipping.name for s in specs):
+        specs.append(shipping)
+    return specs
 
 
 @dataclass(frozen=True)

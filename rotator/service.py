@@ -402,8 +402,9 @@ OWN_CLUSTER = ("manage_own_api_key",)
 
 
 def delegated(config: Config) -> dict[str, Grants]:
-    """What each source's key is given, which rotator's own identity must hold too."""
-    return {s.name: s.grants() for s in config.sources}
+    """What each source's key is given, which rotator's own identity must hold too (the specs,
+    so rotator's implicit sources count: the audit trail's shipping key)."""
+    return {s.name: s.grants for s in specs_from_config(config)}
 
 
 def preflight_request(config: Config) -> dict[str, Any]:
@@ -430,15 +431,21 @@ def missing_privileges(config: Config, answer: dict[str, Any]) -> list[str]:
         for p in OWN_CLUSTER
         if cluster.get(p) is not True
     ]
+    configured = {s.name for s in config.sources}
     for source, grants in delegated(config).items():
+        where = (
+            f"sources.{source}"
+            if source in configured
+            else f"audit.data_stream (source {source}, the audit trail's shipping key)"
+        )
         problems += [
-            f"sources.{source}: rotator's role lacks cluster privilege {p}, which the source's "
+            f"{where}: rotator's role lacks cluster privilege {p}, which the source's "
             "key is given (Elasticsearch would silently leave it out)"
             for p in grants.cluster
             if cluster.get(p) is not True
         ]
         problems += [
-            f"sources.{source}: rotator's role lacks {p} on {n}, which the source's key is given "
+            f"{where}: rotator's role lacks {p} on {n}, which the source's key is given "
             "(Elasticsearch would silently leave it out)"
             for g in grants.indices
             for n in g.names
