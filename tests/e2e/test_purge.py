@@ -21,6 +21,7 @@ from rotator.config import parse_config
 from rotator.elastic import ElasticKeyAuthority
 from rotator.jobs.purge import Outcome, Owner, Purger, PurgeSettings, purge_query
 from rotator.model import ActionKind
+from rotator.service import Service, job_specs
 from rotator.store.models import ApiKey, ApiKeyState, AuditEvent, PurgedKey
 from tests.cli_runner import in_process
 from tests.e2e.conftest import World, config_text
@@ -260,3 +261,17 @@ def test_the_command_line(world: World, tmp_path: Path, capsys: pytest.CaptureFi
     assert "invalidated 2," in done.stdout
     assert run("--config", str(path), "purge", "--limit", "0").returncode == 2
     assert run("--config", str(path), "purge", "--expired-for", "soon").returncode == 2
+
+
+def test_the_daemon_runs_the_purge_under_its_lease(world: World) -> None:
+    mine = setup_owners(world, ["manage_own_api_key"])
+    ids = seed(world, mine)
+    service = Service(world.config, world.engine, world.clock)
+    assert "purge" in [s.id for s in job_specs(world.config)]
+    assert service.lease.try_acquire()
+    service.run_job("purge")
+    assert service.counts["failed:purge"] == 0
+    state = invalidated(world)
+    assert {i for i in ids.values() if state[i]} == {ids[n] for n in [*EXPIRED, "done"]}
+    with Session(world.engine) as session:
+        assert session.query(PurgedKey).count() == len(EXPIRED)

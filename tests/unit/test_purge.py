@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session
 
 from rotator.app import build_deps
@@ -29,6 +30,7 @@ from rotator.jobs.purge import (
     selectable,
 )
 from rotator.ports import InvalidationResult, KeyInfo
+from rotator.service import job_specs
 from rotator.store import db
 from rotator.store.models import AuditEvent, PurgedKey
 from rotator.store.tombstones import PurgeUnits
@@ -224,3 +226,14 @@ def test_a_per_key_error_does_not_fail_the_other_keys(tmp_path: Path) -> None:
         outcomes = [e.outcome for e in session.query(AuditEvent).order_by(AuditEvent.seq)]
         assert outcomes == ["warning", "warning", "success"]
     engine.dispose()
+
+
+def test_the_daemon_schedules_the_purge_hourly_only_when_enabled() -> None:
+    base: dict[str, Any] = {"elasticsearch": {"username": "u", "password_env": "UNUSED_PASSWORD"}}
+    assert "purge" not in [s.id for s in job_specs(validate_config(base, "t"))]
+    on = validate_config({**base, "purge": {"enabled": True}}, "t")
+    [spec] = [s for s in job_specs(on) if s.id == "purge"]
+    assert isinstance(spec.trigger, IntervalTrigger)
+    assert spec.trigger.interval == timedelta(hours=1)
+    settings = PurgeSettings.of(on.purge)
+    assert settings == PurgeSettings(retention=timedelta(days=90), batch_size=1000)
