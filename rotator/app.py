@@ -14,6 +14,7 @@ from rotator.jobs.context import Deps, Fence, no_checkpoint
 from rotator.jobs.lifecycle import Lifecycle
 from rotator.jobs.purge import PurgeAuthority, Purger, PurgeSettings
 from rotator.model import SourceSpec
+from rotator.notify import LogNotifier, Notifier
 from rotator.ports import KeyAuthority, KeyDirectory, Sink
 from rotator.secrets import resolve_secret
 from rotator.store.db import (
@@ -69,6 +70,7 @@ def build_deps(
     authority: KeyAuthority | None = None,
     checkpoint: Callable[[str], None] | None = None,
     fence: Fence | None = None,
+    notifier: Notifier | None = None,
 ) -> Deps:
     """The ports every job works through: store sessions, the Elasticsearch authority, the
     sinks, the audit log, and the fence of the leader lease (none for a lone writer)."""
@@ -96,6 +98,7 @@ def build_deps(
         backoff_initial=config.service.backoff_initial,
         backoff_max=config.service.backoff_max,
         checkpoint=checkpoint or no_checkpoint,
+        notifier=notifier or LogNotifier(),
     )
 
 
@@ -123,11 +126,12 @@ def build_tracker(
     authority: KeyAuthority | None = None,
     fence: Fence | None = None,
     on_drift: Callable[[list[str]], None] | None = None,
+    notifier: Notifier | None = None,
 ) -> Tracker:
     """Wire the track job (the key inventory) over :func:`build_deps`."""
     from rotator.jobs.track import Tracker, settings_from
 
-    deps = build_deps(config, engine, clock, authority=authority, fence=fence)
+    deps = build_deps(config, engine, clock, authority=authority, fence=fence, notifier=notifier)
     directory = cast("KeyDirectory", deps.authority)
     return Tracker(deps, directory, settings_from(config.managed_keys), on_drift=on_drift)
 

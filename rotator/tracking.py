@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from rotator.model import MANAGED_BY
+from rotator.notify import Severity
 from rotator.ports import KeyInfo
 
 KIBANA_ALERTING_PREFIX = "Alerting: "
@@ -54,17 +55,6 @@ class Finding(StrEnum):
     UNRESTRICTED = "unrestricted"
     STALE = "stale"
     OWNER_MISSING = "owner_missing"
-
-
-class Severity(StrEnum):
-    """How much a finding or a transition needs someone."""
-
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    WARNING = "warning"
-    CRITICAL = "critical"
 
 
 def js_truthy(value: Any) -> bool:

@@ -72,6 +72,7 @@ class LogEvent(StrEnum):
     STATUS_WITHOUT_ELASTICSEARCH = "status_without_elasticsearch"
     JOB_STOPPED_LEASE_LOST = "job_stopped_lease_lost"
     JOB_FINISHED = "job_finished"
+    NOTICE = "notice"  # a notice for people, as the log notifier writes it
     AUDIT_EVENT = "audit_event"  # every committed audit event, mirrored (event.kind: audit)
     # purge
     PURGE_BATCH_DONE = "purge_batch_done"
@@ -80,6 +81,5 @@ class LogEvent(StrEnum):
     PURGE_TOMBSTONES_DELETED = "purge_tombstones_deleted"
     # the key inventory (the track job)
     INVENTORY_SCOPE = "inventory_scope"
-    INVENTORY_NOTICE = "inventory_notice"
     INVENTORY_SWEEP_FAILED = "inventory_sweep_failed"
     INVENTORY_DRIFT_HANDED_OVER = "inventory_drift_handed_over"

@@ -15,6 +15,7 @@ from rotator.clock import Clock
 from rotator.errors import RotatorError
 from rotator.log import get_logger
 from rotator.model import SourceSpec
+from rotator.notify import LogNotifier, Notice, Notifier
 from rotator.planner import backoff_delay
 from rotator.ports import KeyAuthority, Sink, UnitOfWork, UnitsOfWork
 from rotator.store.uow import Fence, Unfenced
@@ -50,6 +51,7 @@ class Deps:
     job: str = "lifecycle"
     run_id: str = ""
     log: Any = field(default_factory=lambda: get_logger("rotator.lifecycle"))
+    notifier: Notifier = field(default_factory=LogNotifier)
 
     def for_run(self, job: str) -> Deps:
         """The same ports for one run of ``job``: a fresh run id every event carries."""
@@ -89,6 +91,10 @@ class Deps:
             outcome=outcome,
             details={**details, **self.run_details()},
         )
+
+    def notify(self, notice: Notice) -> None:
+        """Hand a notice to the notifier, with the job and run it comes from."""
+        self.notifier.notify(replace(notice, details={**notice.details, **self.run_details()}))
 
     def run_details(self) -> dict[str, str]:
         """The job and run an audit event belongs to (nothing outside a run)."""

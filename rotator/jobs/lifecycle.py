@@ -32,6 +32,7 @@ from rotator.model import (
     SourceSpec,
     iso,
 )
+from rotator.notify import Notice, NoticeKind, Severity
 from rotator.planner import plan
 from rotator.ports import Credential, UnitOfWork
 from rotator.store.models import ApiKeyState
@@ -283,6 +284,17 @@ class Lifecycle:
             source=action.source,
             key_id=action.key_id,
             detail=action.detail,
+        )
+        self._deps.notify(
+            Notice(
+                NoticeKind.EXPIRING_WHILE_FAILING,
+                Severity.CRITICAL,
+                action.source,
+                f"the key of {action.source} expires soon and its rotation keeps failing: "
+                f"{action.detail}",
+                f"{NoticeKind.EXPIRING_WHILE_FAILING.value}:{action.source}:{action.key_id}",
+                {"source": action.source, "key_id": action.key_id, "detail": action.detail},
+            )
         )
         return "alerted", None
 

@@ -16,6 +16,7 @@ from rotator.jobs import rows
 from rotator.jobs.context import CREATE_WAITS, Deps, describe
 from rotator.jobs.rows import StepFailed
 from rotator.model import MANAGED_BY, Action, ActionKind, Reason, SourceSpec, iso
+from rotator.notify import Notice, NoticeKind, Severity
 from rotator.planner import jitter_for, renewal_at
 from rotator.ports import Credential, DeliveryReceipt, Sink, UnitOfWork
 from rotator.scoping import VerificationSet
@@ -387,6 +388,21 @@ class RotationPipeline:
             next_attempt_at=iso(retry_at),
             failures=failures,
             new_key=resolution,
+        )
+        self._deps.notify(
+            Notice(
+                NoticeKind.ROTATION_FAILED,
+                Severity.WARNING,
+                spec.name,
+                f"rotating the key of {spec.name} failed ({failures} in a row): {error}",
+                f"{NoticeKind.ROTATION_FAILED.value}:{spec.name}",
+                {
+                    "source": spec.name,
+                    "failures": failures,
+                    "error": error,
+                    "next_attempt_at": iso(retry_at),
+                },
+            )
         )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from rotator.errors import LeaseLost, RotatorError
 from rotator.jobs.context import Deps
 from rotator.model import iso
+from rotator.notify import Notice, NoticeKind, Severity
 from rotator.ports import AuditEntry, KeyDirectory, KeyInfo
 from rotator.states import KeyState
 from rotator.store.inventory import GONE
@@ -40,7 +41,6 @@ from rotator.tracking import (
     KeyClass,
     Observation,
     Policy,
-    Severity,
     TrackedState,
     days,
     due_warning,
@@ -59,6 +59,15 @@ USER_READERS = ("read_security", "manage_security")
 MATCH_ALL: Mapping[str, Any] = {"match_all": {}}
 
 DriftHandler = Callable[[list[str]], None]
+_NOTICE_KINDS = {
+    AuditAction.INVENTORY_KEY_APPEARED: NoticeKind.MANAGED_KEY_APPEARED,
+    AuditAction.INVENTORY_KEY_EXPIRING: NoticeKind.MANAGED_KEY_EXPIRING,
+    AuditAction.INVENTORY_KEY_EXPIRED: NoticeKind.MANAGED_KEY_EXPIRED,
+    AuditAction.INVENTORY_KEY_INVALIDATED: NoticeKind.MANAGED_KEY_INVALIDATED,
+    AuditAction.INVENTORY_KEY_DELETED: NoticeKind.MANAGED_KEY_DELETED,
+    AuditAction.INVENTORY_FINDING_RAISED: NoticeKind.POLICY_FINDING,
+    AuditAction.INVENTORY_FINDING_CLEARED: NoticeKind.POLICY_FINDING_CLEARED,
+}
 # What every sighting changes; a row whose other columns are unchanged is written only these.
 _SEEN = frozenset({"es_id", "last_seen_at", "gone_at", "sweep_id"})
 
@@ -123,19 +132,6 @@ class TrackReport:
             "stopped": self.stopped,
             "duration_s": self.duration_s,
         }
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One thing a person may need to know, as the log (and notification sinks) get it."""
-
-    kind: str
-    severity: Severity
-    key_id: str
-    name: str
-    owner: str
-    key_class: str
-    detail: str
 
 
 def scope_of(answer: Mapping[str, Any]) -> tuple[str, bool]:
@@ -556,36 +552,30 @@ class _Sweep:
                 },
             )
         )
+        kind = _NOTICE_KINDS[action]
+        condition = details.get("lead") or details.get("finding") or ""
         notices.append(
             Notice(
-                action.value,
+                kind,
                 severity,
-                info.id,
-                info.name,
-                obs.owner,
-                obs.key_class.value,
-                detail,
+                f"key:{info.id}",
+                f"{obs.key_class.value} key {info.name!r} of {obs.owner}: {detail}",
+                f"{kind.value}:{info.id}:{condition}".rstrip(":"),
+                {
+                    "key_id": info.id,
+                    "name": info.name,
+                    "owner": info.username,
+                    "realm": info.realm,
+                    "class": obs.key_class.value,
+                    "sub_kind": obs.sub_kind,
+                    **details,
+                },
             )
         )
 
     def _say(self, notices: Sequence[Notice]) -> None:
-        log = self.deps.log
-        for n in notices:
-            say = {
-                Severity.CRITICAL: log.error,
-                Severity.HIGH: log.warning,
-                Severity.WARNING: log.warning,
-            }.get(n.severity, log.info)
-            say(
-                LogEvent.INVENTORY_NOTICE,
-                kind=n.kind,
-                severity=n.severity.value,
-                key_id=n.key_id,
-                name=n.name,
-                owner=n.owner,
-                key_class=n.key_class,
-                detail=n.detail,
-            )
+        for notice in notices:
+            self.deps.notify(notice)
 
     # --- rotator's own keys ------------------------------------------------------------------
 

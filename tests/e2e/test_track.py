@@ -430,3 +430,32 @@ def test_the_daemon_runs_the_track_job_and_wakes_the_lifecycle_on_drift(world: W
     assert service.scheduler.get_job("lifecycle").next_run_time == world.clock.now()
     assert {r.key_class for r in rows(world).values()} == {"rotator"}
     assert service.counts["failed:track"] == 0
+
+
+def test_transitions_and_findings_go_to_the_notifier_with_one_key_per_condition(
+    world: World, kibana: Elasticsearch
+) -> None:
+    from rotator.notify import Notice
+
+    heard: list[Notice] = []
+
+    class Capture:
+        def notify(self, notice: Notice) -> None:
+            heard.append(notice)
+
+    see_everything(world)
+    sweep(world)
+    key = grant(kibana, "Alerting: .es-query/n", expiration="2d", metadata={"managed": True})
+    tracker = build_tracker(world.config, world.engine, world.clock, notifier=Capture())
+    tracker.run()
+    tracker.run()
+
+    kinds = sorted((n.kind.value, n.severity.value) for n in heard)
+    assert kinds == [
+        ("managed_key_appeared", "info"),
+        ("managed_key_expiring", "warning"),
+        ("policy_finding", "low"),
+    ]
+    assert {n.subject for n in heard} == {f"key:{key}"}
+    assert len({n.dedup_key for n in heard}) == 3
+    assert all(n.details["job"] == "track" for n in heard)
