@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from elasticsearch import ApiError, Elasticsearch
+from sqlalchemy.orm import Session
 
 from rotator import commands
+from rotator.audit import verify
+from rotator.audit_mirror import anchors, sync_copies
 from rotator.audit_ship import (
     SOURCE,
     ShipReport,
@@ -430,3 +433,30 @@ def test_default_key_path_is_beside_the_sqlite_store(world: World, tmp_path: Pat
     text = config_text(world.sandbox.url, world.out, f"sqlite:///{tmp_path / 'db' / 'r.db'}")
     config = parse_config(text + f"audit: {{data_stream: {STREAM}}}\n")
     assert key_path(config) == tmp_path / "db" / "rotator-audit.key"
+
+
+def test_turning_shipping_off_retires_the_shipping_key(world: World) -> None:
+    shipping(world)
+    run_lifecycle(world)
+    key_id = shipping_key(world)["id"]
+    world.config = parse_config(config_text(world.sandbox.url, world.out, str(world.engine.url)))
+    assert SOURCE not in [s.name for s in world.specs]
+    run_lifecycle(world)
+    world.advance(timedelta(days=2))  # past the overlap
+    run_lifecycle(world)
+    info = world.admin().security.get_api_key(id=key_id)["api_keys"][0]
+    assert info["invalidated"] is True
+
+
+def test_the_copies_sync_ships_and_verify_uses_the_shipped_anchor(world: World) -> None:
+    shipping(world)
+    run_lifecycle(world)
+    report = sync_copies(world.config, world.engine, world.clock)
+    events = store_events(world)
+    assert report.problems == []
+    assert report.written["elasticsearch"] == len(events)
+    assert_exactly_once(world)
+    found = anchors(world.config)
+    assert [(a.seq, a.where) for a in found] == [(max(events), f"elasticsearch:{STREAM}")]
+    with Session(world.engine) as session:
+        assert verify(session, found).ok
