@@ -8,8 +8,10 @@ Entry points (called by :mod:`rotator.audit_mirror` after job runs and when veri
     ``audit_cursors``, row ``elasticsearch:<data_stream>``) is advanced only after Elasticsearch
     answered, and only over the events it holds: delivery is at least once, and a batch sent again
     after a lost answer finds its documents there (409 ``version_conflict_engine_exception``,
-    counted as shipped), so the stream never holds an event twice. An item refused for any other
-    reason stops the batch at that event. No answer, 429 and 5xx are retried with the clock's
+    counted as shipped), so the stream never holds an event twice. An event whose details the
+    stream's mapping refuses (a field an earlier event mapped as another type) is sent again with
+    them as one JSON string, ``rotator.audit.details_json``; an item refused for any other reason
+    stops the batch at that event. No answer, 429 and 5xx are retried with the clock's
     backoff, then reported. Never raises for Elasticsearch's sake: everything is in the report.
 
 ``shipped_anchor(config, *, client=None) -> Anchor | None``
@@ -71,6 +73,8 @@ PRIVILEGES = ("auto_configure", "create_doc")
 KEY_FILE_NAME = "rotator-audit.key"
 # Whole-batch retries after no answer, a 429 or a 5xx: waits of 1s, 2s, 4s (the clock's).
 ATTEMPTS = 4
+# Item errors saying the stream's mapping refused a value (a field mapped as another type).
+MAPPING_ERRORS = ("document_parsing_exception", "mapper_parsing_exception")
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 
@@ -95,7 +99,8 @@ class ShipReport:
 
     ``shipped`` counts the events the stream holds now that it did not before this call was
     sure of (created, or found there after a lost answer: ``already_there``); ``up_to`` is the
-    high-water mark afterwards; ``waiting`` says why nothing was attempted (no key yet).
+    high-water mark afterwards; ``waiting`` says why nothing was attempted (no key yet);
+    ``details_as_text`` lists the events shipped with their details as a JSON string.
     """
 
     data_stream: str | None = None
@@ -105,6 +110,7 @@ class ShipReport:
     retries: int = 0
     up_to: int = 0
     waiting: str | None = None
+    details_as_text: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -161,8 +167,17 @@ def shipping_spec(config: Config) -> SourceSpec | None:
     )
 
 
-def document(event: ChainEvent) -> dict[str, Any]:
-    """The ECS-style document of one event (its id is the sequence number)."""
+def document(event: ChainEvent, *, details_as_text: bool = False) -> dict[str, Any]:
+    """The ECS-style document of one event (its id is the sequence number).
+
+    With ``details_as_text`` the details go as one JSON string, ``rotator.audit.details_json``:
+    for an event whose details the stream's mapping refuses as an object.
+    """
+    details: dict[str, Any] = (
+        {"details_json": json.dumps(event.details, sort_keys=True)}
+        if details_as_text
+        else {"details": event.details}
+    )
     return {
         "@timestamp": utc(event.at).isoformat().replace("+00:00", "Z"),
         "message": f"{event.action} {event.subject}: {event.outcome}",
@@ -176,7 +191,7 @@ def document(event: ChainEvent) -> dict[str, Any]:
             "audit": {
                 "subject": event.subject,
                 "actor": event.actor,
-                "details": event.details,
+                **details,
                 "at": event.at.isoformat(),
                 "prev_hash": event.prev_hash,
                 "hash": event.hash,
@@ -215,20 +230,34 @@ def ship_pending(
             _log.info("audit_ship_waiting", data_stream=stream, reason=report.waiting)
             return report
     batch = config.audit.ship_batch_size
+    as_text: set[int] = set()
     while True:
         events = _pending(engine, report.up_to, batch)
         if not events:
             break
-        items = _send(client, stream, events, clock, report)
+        items = _send(client, stream, events, as_text, clock, report)
         if items is None:
             break
-        shipped = _contiguous(events, items, report)
+        shipped, refused = _contiguous(events, items, report)
         if shipped:
             last = shipped[-1]
             _advance(engine, name, last.seq, last.hash, clock.now())
             report.up_to = last.seq
         report.batches += 1
-        if len(shipped) < len(events) or len(events) < batch:
+        if refused is not None:
+            seq, item = refused
+            if item.error_type in MAPPING_ERRORS and seq not in as_text:
+                # The stream maps a field of these details as another type (set by an earlier
+                # event): send this event again with its details as one JSON string.
+                as_text.add(seq)
+                report.details_as_text.append(seq)
+                continue
+            why = f"{item.status} {item.error_type}: {item.reason}".strip()
+            if item.doc_id != str(seq):
+                why = f"the answer is for document {item.doc_id}"
+            report.problems.append(f"event {seq} refused ({redact_text(why)})")
+            break
+        if len(events) < batch:
             break
     if report.shipped or report.problems:
         log = _log.warning if report.problems else _log.info
@@ -278,11 +307,12 @@ def _send(
     client: ShipClient,
     stream: str,
     events: list[ChainEvent],
+    as_text: set[int],
     clock: Clock,
     report: ShipReport,
 ) -> list[BulkItem] | None:
     """One bulk request, retried on no answer, 429 and 5xx; None (reported) when it failed."""
-    documents = [(str(e.seq), document(e)) for e in events]
+    documents = [(str(e.seq), document(e, details_as_text=e.seq in as_text)) for e in events]
     wait = BACKOFF_INITIAL
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -310,21 +340,17 @@ def _send(
 
 def _contiguous(
     events: list[ChainEvent], items: list[BulkItem], report: ShipReport
-) -> list[ChainEvent]:
-    """The events up to (not including) the first one Elasticsearch does not hold."""
-    done = []
+) -> tuple[list[ChainEvent], tuple[int, BulkItem] | None]:
+    """The events up to the first one Elasticsearch does not hold, and that one's answer."""
+    done: list[ChainEvent] = []
     for event, item in zip(events, items, strict=True):
         if item.doc_id != str(event.seq) or not item.ok:
-            why = f"{item.status} {item.error_type}: {item.reason}".strip()
-            if item.doc_id != str(event.seq):
-                why = f"the answer is for document {item.doc_id}"
-            report.problems.append(f"event {event.seq} refused ({redact_text(why)})")
-            break
+            return done, (event.seq, item)
         if item.already_there:
             report.already_there += 1
         report.shipped += 1
         done.append(event)
-    return done
+    return done, None
 
 
 def _cursor(engine: Engine, name: str) -> int:

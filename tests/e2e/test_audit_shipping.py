@@ -286,6 +286,46 @@ def test_a_refused_item_stops_the_mark_there_and_the_next_run_fills_the_gap(
     assert_exactly_once(world)
 
 
+class MappingConflict(RejectingClient):
+    """Elasticsearch refusing an event's details because an earlier document mapped one of their
+    fields as another type (400 ``document_parsing_exception``); the same details as one string
+    are taken."""
+
+    def bulk_create(
+        self, index: str, documents: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[BulkItem]:
+        conflicting = {
+            i for i, d in documents if i in self.reject and "details" in d["rotator"]["audit"]
+        }
+        sent = [(i, d) for i, d in documents if i not in conflicting]
+        answers = iter(self._inner.bulk_create(index, sent) if sent else [])
+        return [
+            BulkItem(i, 400, "document_parsing_exception", "[1:80] failed to parse field")
+            if i in conflicting
+            else next(answers)
+            for i, _ in documents
+        ]
+
+
+def test_details_the_mapping_refuses_are_shipped_as_one_json_string(world: World) -> None:
+    shipping(world, batch=100)
+    run_lifecycle(world)
+    events = sorted(store_events(world))
+    odd = events[5]
+    report = ship(world, client=MappingConflict(key_client(world), {str(odd)}))
+    assert report.ok
+    assert report.details_as_text == [odd]
+    assert cursor(world) == events[-1]
+    docs = {int(d["_id"]): d for d in assert_exactly_once(world)}
+    audit = docs[odd]["rotator"]["audit"]
+    assert "details" not in audit
+    with Session(world.engine) as session:
+        stored = session.get(AuditEvent, odd)
+        assert stored is not None
+        assert json.loads(audit["details_json"]) == stored.details_json
+    assert all("details" in d["rotator"]["audit"] for seq, d in docs.items() if seq != odd)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_repeated_runs_converge_under_mixed_faults(world: World, seed: int) -> None:
     shipping(world, batch=4)
