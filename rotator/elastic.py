@@ -509,7 +509,7 @@ class AuditShipClient:
                 body = self._es.search(
                     index=index,
                     size=1,
-                    sort=[{field: {"order": "desc"}}],
+                    sort=[{field: {"order": "desc", "unmapped_type": "long"}}],
                     query={"match_all": {}},
                 ).body
             except NotFoundError:
