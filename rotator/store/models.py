@@ -315,3 +315,26 @@ class PurgedKey(Base):
     reason: Mapped[str] = mapped_column(sa.String(32))
     run_id: Mapped[str] = mapped_column(sa.String(32))
     purged_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class NoticeSent(Base):
+    """What one notification sink was told about one condition (a notice's ``dedup_key``).
+
+    ``sent_count`` counts the notices the sink took; ``failures`` is the failure streak the last
+    notice reported (a smaller one later means the streak started over); ``resolved_at`` is set
+    when the condition ended and cleared when it is sent again. Never a secret.
+    """
+
+    __tablename__ = "notices_sent"
+
+    sink: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    subject: Mapped[str] = mapped_column(sa.String(1024))
+    sent_count: Mapped[int]
+    failures: Mapped[int | None]
+    first_sent_at: Mapped[datetime]
+    last_sent_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]

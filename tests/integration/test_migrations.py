@@ -45,6 +45,7 @@ TABLES = {
 }
 TABLES |= {"purged_keys"}  # the purge job's tombstones
 TABLES |= {"audit_checkpoints", "audit_cursors"}  # retention checkpoints, copies' progress
+TABLES |= {"notices_sent"}  # what each notification sink was told
 CHECKS = {
     "api_keys": {"ck_api_keys_state"},
     "rotations": {"ck_rotations_state"},
