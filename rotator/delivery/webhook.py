@@ -26,7 +26,8 @@ times with exponential backoff (honouring a ``Retry-After`` in seconds); other a
 included, fail at once. Redirects are never followed: one could carry the credential elsewhere.
 TLS certificates and host names are always verified against the system's trust store; plain
 ``http://`` is refused unless ``allow_insecure`` is true. Proxy variables are not used. The URL
-must be ASCII without spaces or control characters (percent-encode anything else).
+must be ASCII without spaces or control characters (percent-encode anything else); userinfo in it
+is never sent. Requests go through :mod:`rotator.http_client`, rotator's one outbound HTTP client.
 
 A failed delivery raises :class:`~rotator.delivery.common.SinkFailed`: its ``summary`` names the
 sink and the HTTP status (with the standard phrase) or the kind of connection failure, and nothing
@@ -39,29 +40,33 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http
-import http.client
 import json
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+import httpx
+
+from rotator import http_client
 from rotator.clock import Clock
 from rotator.config import WebhookSink
 from rotator.delivery.common import SinkFailed, credential_document, printable, require_source
 from rotator.delivery.scrub import excerpt
 from rotator.errors import ConfigError
+from rotator.http_client import tls_context
 from rotator.log import get_logger, register_secret
 from rotator.ports import Credential, DeliveryReceipt
 from rotator.secrets import resolve_secret
+
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookDelivery", "sign", "tls_context"]
 
 SIGNATURE_HEADER = "X-Rotator-Signature"
 TIMESTAMP_HEADER = "X-Rotator-Timestamp"
 _SNIPPET_BYTES = 2048
 _SNIPPET_CHARS = 200
-# What http.client can put on the request line: printable ASCII without spaces.
+# What can be put on the request line: printable ASCII without spaces.
 _SENDABLE = re.compile(r"[!-~]*")
 _TRAILING_TOKEN = re.compile(r"[^\s\"',;<>]+$")
 
@@ -205,15 +210,15 @@ class WebhookDelivery:
         """Make one attempt: a reply worth retrying or a transient problem, else raise."""
         try:
             reply = _post(self._url, body, self._headers(body, key), self._timeout)
-        except ssl.SSLCertVerificationError as exc:
-            reason = exc.verify_message or exc.reason or "verification failed"
-            raise SinkFailed(
-                f"{self.name}: TLS certificate not accepted", excerpt(reason, credential)
-            ) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except httpx.TransportError as exc:
+            reason = http_client.tls_refusal(exc)
+            if reason is not None:
+                raise SinkFailed(
+                    f"{self.name}: TLS certificate not accepted", excerpt(reason, credential)
+                ) from None
             return None, _connection_problem(exc, credential)
-        except ValueError as exc:
-            # http.client refuses what it cannot put on the wire (UnicodeEncodeError included).
+        except (httpx.InvalidURL, httpx.HTTPError, ValueError) as exc:
+            # What cannot be put on the wire (UnicodeEncodeError included).
             raise SinkFailed(
                 f"{self.name}: the request cannot be sent ({type(exc).__name__})"
             ) from None
@@ -225,7 +230,6 @@ class WebhookDelivery:
         timestamp = str(int(self._clock.now().timestamp()))
         return {
             "Content-Type": "application/json",
-            "User-Agent": "rotator-webhook",
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign(key, timestamp, body),
         }
@@ -269,50 +273,37 @@ def _body(credential: Credential, source: str) -> bytes:
 
 
 def _post(url: SplitResult, body: bytes, headers: Mapping[str, str], timeout: float) -> _Reply:
-    """Send one POST and read the answer; http.client never follows redirects."""
-    connection = _connection(url, timeout)
-    try:
-        connection.request("POST", _request_target(url), body=body, headers=dict(headers))
-        response = connection.getresponse()
-        text = _head(response.read(_SNIPPET_BYTES))
-        return _Reply(
-            status=response.status,
-            reason=response.reason or "",
-            retry_after=_retry_after(response.getheader("Retry-After")),
-            location=response.getheader("Location"),
-            text=text,
-        )
-    finally:
-        connection.close()
+    """Send one POST through the shared client (which never follows redirects) and read the
+    answer's start."""
+    reply = http_client.post(
+        _request_url(url), body, headers, timeout=timeout, limit=_SNIPPET_BYTES
+    )
+    return _Reply(
+        status=reply.status,
+        reason=reply.reason,
+        retry_after=_retry_after(reply.header("Retry-After")),
+        location=reply.header("Location"),
+        text=_head(reply.body, reply.truncated),
+    )
 
 
-def _head(data: bytes) -> str:
+def _head(data: bytes, truncated: bool) -> str:
     """Decode the start of a response body, dropping a token the byte limit may have cut.
 
     A cut secret could not be recognised and replaced later, so the partial token goes.
     """
     text = data.decode("utf-8", "replace")
-    return _TRAILING_TOKEN.sub("", text) if len(data) >= _SNIPPET_BYTES else text
+    return _TRAILING_TOKEN.sub("", text) if truncated else text
 
 
-def _connection(url: SplitResult, timeout: float) -> http.client.HTTPConnection:
+def _request_url(url: SplitResult) -> str:
+    """The URL to send to: no userinfo (never sent as credentials), no fragment."""
     host = url.hostname or ""
-    if url.scheme == "https":
-        return http.client.HTTPSConnection(host, url.port, timeout=timeout, context=tls_context())
-    return http.client.HTTPConnection(host, url.port, timeout=timeout)
-
-
-def tls_context() -> ssl.SSLContext:
-    """The TLS settings of every webhook: system trust store, certificate and host name checked."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def _request_target(url: SplitResult) -> str:
+    host = f"[{host}]" if ":" in host else host
+    port = f":{url.port}" if url.port else ""
     path = url.path or "/"
-    return f"{path}?{url.query}" if url.query else path
+    query = f"?{url.query}" if url.query else ""
+    return f"{url.scheme}://{host}{port}{path}{query}"
 
 
 def _display_url(url: SplitResult) -> str:
@@ -356,11 +347,9 @@ def _answer(reply: _Reply, credential: Credential) -> str:
     return excerpt(text, credential, keep="head", limit=_SNIPPET_CHARS)
 
 
-def _connection_problem(
-    exc: OSError | http.client.HTTPException, credential: Credential
-) -> _Problem:
+def _connection_problem(exc: httpx.TransportError, credential: Credential) -> _Problem:
     """Name the failure's kind in the summary; its text (which may quote the receiver) apart."""
-    kind = type(exc).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        return _Problem(f"connection failed: {kind} ({exc.strerror})")
+    kind = http_client.failure_kind(exc)
+    if "(" in kind:
+        return _Problem(f"connection failed: {kind}")
     return _Problem(f"connection failed: {kind}", excerpt(str(exc), credential))
