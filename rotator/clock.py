@@ -1,4 +1,5 @@
-"""The one place that reads the time: a Clock protocol, the system clock and a manual clock."""
+"""The one place that reads the time: a Clock protocol, the system clock, a manual clock and a
+scaled clock (real time sped up, for the demo)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,44 @@ class ManualClock:
             raise ValueError("a clock never goes backwards")
         self._now += delta
         self._mono += delta.total_seconds()
+
+
+class ScaledClock:
+    """Real time sped up: ``now`` is ``start`` plus the real time elapsed since creation times
+    ``speed``; sleeping ``s`` seconds waits ``s / speed`` real seconds.
+
+    ``rotator sandbox demo`` gives it to the daemon and to the sandbox, so a month of key
+    lifetimes passes in under a minute while both agree on the time.
+    """
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ScaledClock needs a timezone-aware start time")
+        if not speed > 0:
+            raise ValueError("ScaledClock needs a positive speed")
+        self._start = start.astimezone(UTC)
+        self._speed = float(speed)
+        self._origin = time.monotonic()
+
+    @property
+    def speed(self) -> float:
+        """Scaled seconds per real second."""
+        return self._speed
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.monotonic())
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self._speed)
+
+    def monotonic(self) -> float:
+        """Scaled seconds elapsed since creation."""
+        return (time.monotonic() - self._origin) * self._speed
+
+    def real_seconds(self, scaled: timedelta) -> float:
+        """How many real seconds ``scaled`` of this clock's time takes."""
+        return scaled.total_seconds() / self._speed
 
 
 def utc(value: datetime) -> datetime:

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rotator.clock import Clock
     from rotator.sandbox.server import Dispatcher, ServerThread
     from rotator.sandbox.state import SandboxState
     from rotator.sandbox.wire import Limits
@@ -92,6 +93,7 @@ class Sandbox:
         elastic_password: str | None = None,
         state_file: str | Path | None = None,
         limits: Limits | None = None,
+        clock: Clock | None = None,
     ) -> Sandbox:
         """Start a sandbox on a background thread (port 0 picks a free port).
 
@@ -106,17 +108,19 @@ class Sandbox:
             state_file: load state from this file if it exists; ``save()`` writes it back.
             limits: body size, timeouts and connection cap of the HTTP server
                 (``rotator.sandbox.wire.Limits``; its defaults when None).
+            clock: the time the sandbox follows (the system clock when None); the demo gives
+                it the scaled clock its daemon runs on, so both agree on when keys expire.
 
         Raises:
             ValueError: an unsupported version or a malformed user.
             OSError: the address cannot be bound.
         """
         from rotator.sandbox.server import ServerThread
-        from rotator.sandbox.state import SandboxState
+        from rotator.sandbox.state import SandboxClock, SandboxState
 
         _check_version(version)
         specs = [parse_user_spec(u) if isinstance(u, str) else u for u in users]
-        state = SandboxState(version=version)
+        state = SandboxState(version=version, clock=SandboxClock(clock))
         password = _bootstrap(state, specs, elastic_password)
         if state_file is not None and Path(state_file).is_file():
             state.load_json(json.loads(Path(state_file).read_text(encoding="utf-8")))

@@ -17,7 +17,8 @@ class SandboxClock:
     """The sandbox's notion of now: the base clock plus an offset set through the control API.
 
     The base clock is rotator's SystemClock, which freezegun controls in tests, so an in-process
-    sandbox follows freezegun; ``set``/``advance`` move it further for demos and tests.
+    sandbox follows freezegun; ``set``/``advance`` move it further for demos and tests. Another
+    base (``Sandbox.start(clock=...)``, e.g. the demo's ScaledClock) makes the sandbox share it.
     """
 
     def __init__(self, base: Clock | None = None) -> None:
