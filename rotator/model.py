@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from rotator.scoping import Grants, VerificationSet, fingerprint, role_descriptors, verification_set
@@ -90,12 +91,12 @@ class SourceSpec:
         """What the new key must and must not be able to do."""
         return verification_set(self.name, self.grants)
 
-    @property
+    @cached_property
     def privileges_fingerprint(self) -> str:
-        """Changes when the key's privileges must change (updated in place)."""
+        """Changes when the key's privileges must change (updated in place); computed once."""
         return fingerprint(self.role_descriptors)
 
-    @property
+    @cached_property
     def policy_fingerprint(self) -> str:
         """Changes when a new key is needed at the next window (lifetime, metadata)."""
         return fingerprint(
@@ -209,11 +210,40 @@ class Inventory:
 
     def source(self, name: str) -> SourceView:
         """The stored view of a source (an empty one when never seen)."""
-        return next((s for s in self.sources if s.name == name), SourceView(name))
+        return self._sources.get(name) or SourceView(name)
 
     def keys_of(self, name: str) -> list[KeyView]:
         """The source's keys, newest generation first."""
-        return sorted((k for k in self.keys if k.source == name), key=lambda k: -k.generation)
+        return list(self._keys.get(name, ()))
+
+    def interrupted(self, name: str) -> list[str]:
+        """The ids of the source's unfinished rotations."""
+        return list(self._rotations.get(name, ()))
+
+    # Indexed once per inventory, so planning is linear in the number of sources and keys.
+
+    @cached_property
+    def _sources(self) -> dict[str, SourceView]:
+        out: dict[str, SourceView] = {}
+        for view in self.sources:
+            out.setdefault(view.name, view)
+        return out
+
+    @cached_property
+    def _keys(self) -> dict[str, list[KeyView]]:
+        out: dict[str, list[KeyView]] = {}
+        for key in self.keys:
+            out.setdefault(key.source, []).append(key)
+        for keys in out.values():
+            keys.sort(key=lambda k: -k.generation)
+        return out
+
+    @cached_property
+    def _rotations(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for source, rotation_id in self.unfinished_rotations:
+            out.setdefault(source, []).append(rotation_id)
+        return out
 
 
 @dataclass(frozen=True)

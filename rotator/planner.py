@@ -73,7 +73,7 @@ def _plan_source(spec: SourceSpec, inventory: Inventory, now: datetime) -> list[
     current = _current(keys)
     actions = _retirements(keys, now)
     alert = _alert(spec, current, source, now)
-    interrupted = [r for s, r in inventory.unfinished_rotations if s == spec.name]
+    interrupted = inventory.interrupted(spec.name)
     if interrupted:
         # Recovery runs first; a stuck one must not silence the critical alert.
         resume = Action(
