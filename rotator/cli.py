@@ -122,7 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output(once)
     _add_output(verb("plan", cmd_plan, "show what would be done now, and why (changes nothing)"))
-    _add_output(verb("status", cmd_status, "show each source's key, times, state and failures"))
+    status = verb("status", cmd_status, "show each source's key, times, state and failures")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="show it again every --interval seconds until Ctrl-C (a live view on a terminal)",
+    )
+    status.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between two views with --watch (default: 2)",
+    )
+    _add_output(status)
     rotate = verb("rotate", cmd_rotate, "rotate a source's key now, whatever its renewal time")
     target = rotate.add_mutually_exclusive_group(required=True)
     target.add_argument("source", nargs="?", help="the source to rotate")

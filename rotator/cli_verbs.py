@@ -389,29 +389,87 @@ def cmd_plan(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    """Show each source's current key, its times, state, last rotation and failures."""
-    from rotator import commands
+    """Show each source's current key, its times, state, last rotation and failures; with
+    ``--watch``, again every ``--interval`` seconds until interrupted."""
     from rotator.app import open_current_store
     from rotator.clock import SystemClock
-    from rotator.store import db
 
+    interval = getattr(args, "interval", 2.0)
+    if not interval > 0:
+        raise UsageError("--interval: must be a positive number of seconds")
     config = ctx.load()
     engine = open_current_store(config)
+    clock = SystemClock()
     try:
-        # Reads only: never waits behind a rotation that holds the store's write lock.
-        entries = commands.status(db.read_only(engine), config)
-        leader = commands.leader_status(db.read_only(engine), SystemClock().now())
+        if getattr(args, "watch", False):
+            return _watch_status(ctx, args.output, config, engine, clock, interval)
+        leader, entries = _status_snapshot(config, engine, clock)
     finally:
         engine.dispose()
     if args.output == "json":
         ctx.emit_json({"leader": leader, "sources": entries})
         return EXIT_OK
+    _emit_status(ctx, leader, entries)
+    return EXIT_OK
+
+
+def _status_snapshot(config: Config, engine: Any, clock: Any) -> tuple[Any, list[Any]]:
+    """The lease and every source's entry, read without taking the store's write lock."""
+    from rotator import commands
+    from rotator.store import db
+
+    # Reads only: never waits behind a rotation that holds the store's write lock.
+    entries = commands.status(db.read_only(engine), config)
+    leader = commands.leader_status(db.read_only(engine), clock.now())
+    return leader, entries
+
+
+def _emit_status(ctx: Context, leader: Any, entries: list[Any]) -> None:
+    from rotator import commands
+
     ctx.emit(commands.leader_line(leader))
     if entries:
         ctx.emit(commands.table(commands.STATUS_HEADERS, commands.status_rows(entries)))
     else:
         ctx.emit("no sources configured or recorded")
-    return EXIT_OK
+
+
+def _watch_status(
+    ctx: Context, output: str, config: Config, engine: Any, clock: Any, interval: float
+) -> int:
+    """``rotator status --watch``: a live view on a terminal; otherwise a dated snapshot (or one
+    JSON object per line with ``-o json``) every ``interval`` seconds. Ctrl-C ends it (exit 0)."""
+    from rotator import commands, views
+    from rotator.model import iso
+
+    live = None
+    if output != "json" and views.is_terminal(ctx.stdout):
+        from rich.live import Live
+
+        live = Live(console=views.console(ctx.stdout), auto_refresh=False, transient=False)
+        live.start()
+    try:
+        while True:
+            now = clock.now()
+            leader, entries = _status_snapshot(config, engine, clock)
+            if live is not None:
+                footer = f"{iso(now)}: every {interval:g}s, Ctrl-C to stop"
+                live.update(views.status_view(commands.leader_line(leader), entries, footer))
+                live.refresh()
+            elif output == "json":
+                doc = {"at": iso(now), "leader": leader, "sources": entries}
+                ctx.emit(json.dumps(doc, sort_keys=False, default=str))
+            else:
+                ctx.emit(f"--- {iso(now)}")
+                _emit_status(ctx, leader, entries)
+                ctx.emit()
+            ctx.stdout.flush()
+            clock.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        if live is not None:
+            live.stop()
 
 
 def cmd_sandbox_demo(args: argparse.Namespace, ctx: Context) -> int:

@@ -336,8 +336,18 @@ def status_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
 # --- rendering -----------------------------------------------------------------------------------
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain fixed-width table."""
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, terminal: bool | None = None
+) -> str:
+    """The table as the command prints it: drawn with ``rich`` (coloured states, the terminal's
+    width) when ``terminal`` is true, plain fixed-width text otherwise, which scripts read.
+
+    ``terminal`` None asks whether standard output is a terminal.
+    """
+    from rotator import views
+
+    if views.is_terminal() if terminal is None else terminal:
+        return views.table_text(headers, rows)
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     lines = [
         "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
