@@ -14,7 +14,7 @@ from rotator.jobs.context import Deps, Fence, no_checkpoint
 from rotator.jobs.lifecycle import Lifecycle
 from rotator.jobs.purge import PurgeAuthority, Purger, PurgeSettings
 from rotator.model import SourceSpec
-from rotator.notify import LogNotifier, Notifier
+from rotator.notify import Notifier
 from rotator.ports import KeyAuthority, KeyDirectory, Sink
 from rotator.secrets import resolve_secret
 from rotator.store.db import (
@@ -76,6 +76,10 @@ def build_deps(
     sinks, the audit log, and the fence of the leader lease (none for a lone writer)."""
     from rotator.delivery import build_sink
 
+    if notifier is None:
+        from rotator.notify_sinks import build_notifier
+
+        notifier = build_notifier(config, engine, clock)
     sessions = session_factory(engine)
     if authority is None:
         authority = build_authority(config)
@@ -98,7 +102,7 @@ def build_deps(
         backoff_initial=config.service.backoff_initial,
         backoff_max=config.service.backoff_max,
         checkpoint=checkpoint or no_checkpoint,
-        notifier=notifier or LogNotifier(),
+        notifier=notifier,
     )
 
 

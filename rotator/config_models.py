@@ -15,11 +15,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from rotator.config_errors import excerpt, redacted_url
 from rotator.durations import DurationError, parse_duration
+from rotator.notify import NoticeKind
 from rotator.scoping import Grants, preset_grants
 
 # Metadata rotator writes on every key it creates (used to find keys again after a crash).
@@ -398,6 +400,94 @@ class AuditConfig(Section):
     ship_key_path: AbsolutePath | None = None  # None: rotator-audit.key beside a SQLite store
 
 
+# --- notify --------------------------------------------------------------------------------------
+
+
+def _notice_kind(value: str) -> str:
+    if value not in NoticeKind.__members__.values():
+        raise PydanticCustomError(
+            "notice_kind",
+            "unknown notice kind {value}; expected one of {kinds}",
+            {"value": excerpt(value), "kinds": ", ".join(k.value for k in NoticeKind)},
+        )
+    return value
+
+
+NoticeKindName = Annotated[str, AfterValidator(_notice_kind)]
+SeverityName = Literal["info", "low", "medium", "warning", "high", "critical"]
+
+
+class NotifySinkBase(Section):
+    """What every notification sink has: a name, its filters, its retries and timeout."""
+
+    name: Text | None = None  # None: "<type>[<index>]"; dedup memory is kept by this name
+    kinds: list[NoticeKindName] = Field(default_factory=list)  # empty: every kind
+    min_severity: SeverityName = "info"
+    retries: int = Field(default=3, ge=0, le=20)
+    timeout: PositiveDuration = timedelta(seconds=10)
+
+
+class NotifyWebhook(NotifySinkBase):
+    """POSTs each notice as JSON, signed with HMAC-SHA256 like the webhook delivery sink."""
+
+    type: Literal["webhook"]
+    url: Text
+    hmac_secret_env: EnvName | None = None
+    hmac_secret_file: Text | None = None
+    ca_file: Text | None = None
+    allow_insecure: bool = False
+
+    @model_validator(mode="after")
+    def _signed(self) -> NotifyWebhook:
+        if not self.hmac_secret_env and not self.hmac_secret_file:
+            raise PydanticCustomError(
+                "hmac_secret", "hmac_secret_env or hmac_secret_file must name the signing secret"
+            )
+        return self
+
+
+class NotifySlack(NotifySinkBase):
+    """POSTs ``{"text": ...}`` to a Slack-compatible incoming webhook (whose URL is a secret)."""
+
+    type: Literal["slack"]
+    url: Text | None = None
+    url_env: EnvName | None = None
+    url_file: Text | None = None
+    ca_file: Text | None = None
+    allow_insecure: bool = False
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotifySlack:
+        given = [x for x in (self.url, self.url_env, self.url_file) if x]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "slack_url", "give exactly one of url, url_env or url_file (the URL is a secret)"
+            )
+        return self
+
+
+class NotifyExec(NotifySinkBase):
+    """Runs a command (no shell) with the notice as JSON on its stdin."""
+
+    type: Literal["exec"]
+    argv: list[Text] = Field(min_length=1)
+    timeout: PositiveDuration = timedelta(seconds=30)
+
+
+NotifySink = Annotated[
+    Union[NotifyWebhook, NotifySlack, NotifyExec],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class NotifyConfig(Section):
+    """Who hears of what needs people (besides the log): sinks, their filters, deduplication."""
+
+    renotify_after: PositiveDuration | None = timedelta(hours=24)  # None: never remind
+    proxy: Text | None = None  # the proxy outbound requests use; the environment's never are
+    sinks: list[NotifySink] = Field(default_factory=list)
+
+
 Schedule = Annotated[str, AfterValidator(_schedule)]
 
 
@@ -441,6 +531,7 @@ class Config(Section):
     managed_keys: ManagedKeysConfig = Field(default_factory=ManagedKeysConfig)
     purge: PurgeConfig = Field(default_factory=PurgeConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
@@ -465,6 +556,7 @@ SECTIONS: dict[str, type[Section]] = {
     "managed_keys": ManagedKeysConfig,
     "purge": PurgeConfig,
     "audit": AuditConfig,
+    "notify": NotifyConfig,
     "service": ServiceConfig,
     "log": LogConfig,
 }

@@ -24,6 +24,7 @@ from rotator.clock import Clock
 from rotator.errors import DependencyUnavailable, LeaseLost
 from rotator.log import get_logger
 from rotator.model import iso
+from rotator.notify import Notice, NoticeKind, Notifier, Severity
 from rotator.store.db import session_factory
 from rotator.store.lease import Lease, LeaseRepository
 from rotator.store.models import LeaseRecord, as_utc
@@ -50,6 +51,7 @@ class LeaderLease:
         holder: str | None = None,
         name: str = LEASE_NAME,
         on_change: Callable[[bool], None] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self._sessions = session_factory(engine)
         self._clock = clock
@@ -58,6 +60,7 @@ class LeaderLease:
         self.holder = holder or holder_id()
         self._audit = AuditLog(self._sessions, actor=default_actor())
         self._on_change = on_change
+        self._notifier = notifier
         self._lease: Lease | None = None
         self._lost = False
         self._unaudited: tuple[int, str] | None = None
@@ -112,7 +115,7 @@ class LeaderLease:
         if lease is not None and not was_leading:
             _log.info("leader_acquired", holder=self.holder, epoch=lease.epoch, name=self._name)
         if self.leading != was_leading:
-            self._changed()
+            self._changed("acquired" if self.leading else "lost", lease or self._lease)
         return lease is not None
 
     def acquire_or_raise(self) -> Lease:
@@ -164,7 +167,7 @@ class LeaderLease:
                         details={"holder": self.holder, "epoch": lease.epoch},
                     )
         _log.info("leader_released", holder=self.holder, epoch=lease.epoch, name=self._name)
-        self._changed()
+        self._changed("released", lease)
 
     # --- fencing ---------------------------------------------------------------------------
 
@@ -205,7 +208,7 @@ class LeaderLease:
             lease = self._lease
             self._unaudited = (lease.epoch, why)
         _log.warning("leader_lost", holder=self.holder, epoch=lease.epoch, reason=why)
-        self._changed()
+        self._changed("lost", lease, why)
 
     def audit_loss(self) -> None:
         """Write the ``leader.lost`` event of a loss found while writing (idempotent)."""
@@ -225,9 +228,28 @@ class LeaderLease:
         except Exception as exc:  # the store may be what failed; the log has it
             _log.warning("leader_lost_not_audited", error=type(exc).__name__)
 
-    def _changed(self) -> None:
+    def _changed(self, what: str, lease: Lease | None, why: str = "") -> None:
         if self._on_change is not None:
             self._on_change(self.leading)
+        if self._notifier is not None:
+            self._tell(self._notifier, what, lease, why)
+
+    def _tell(self, notifier: Notifier, what: str, lease: Lease | None, why: str) -> None:
+        """A ``leadership_changed`` notice, sent from a thread of its own: a slow receiver must
+        not hold up the lease's renewal."""
+        epoch = lease.epoch if lease is not None else None
+        message = f"{self.holder} {what} the {self._name} lease (epoch {epoch})"
+        notice = Notice(
+            NoticeKind.LEADERSHIP_CHANGED,
+            Severity.WARNING if what == "lost" else Severity.INFO,
+            self._name,
+            f"{message}: {why}" if why else message,
+            f"{NoticeKind.LEADERSHIP_CHANGED.value}:{self.holder}:{epoch}:{what}",
+            {"holder": self.holder, "epoch": epoch, "event": what, "lease": self._name},
+        )
+        threading.Thread(
+            target=notifier.notify, args=(notice,), name="leader-notice", daemon=True
+        ).start()
 
 
 class Renewer:

@@ -21,6 +21,7 @@ from rotator.config_models import PurgeConfig
 from rotator.errors import AuthorityRejected, LeaseLost, RotatorError
 from rotator.jobs.context import Deps, Fence
 from rotator.model import iso
+from rotator.notify import Notice, NoticeKind, Severity, resolve
 from rotator.ports import InvalidationResult, KeyInfo
 from rotator.states import KEY_TRANSITIONS, KeyState
 from rotator.store.tombstones import PurgeUnit, PurgeUnits, Tombstone
@@ -383,6 +384,8 @@ class Purger:
             report.error = exc.message
             deps.log.error(LogEvent.PURGE_STOPPED, error=exc.message, batches=report.batches)
         report.duration_s = round(deps.clock.monotonic() - started, 3)
+        if not dry_run and report.owner:
+            _tell(deps, report)
         deps.log.info(
             LogEvent.JOB_FINISHED,
             dry_run=dry_run,
@@ -560,3 +563,30 @@ class Purger:
                 deleted=report.tombstones_deleted,
                 recorded_before=iso(before),
             )
+
+
+def _tell(deps: Deps, report: PurgeReport) -> None:
+    """One ``purge_errors`` notice for a run with keys it could not invalidate; a run that went
+    through without any ends the condition."""
+    key = f"{NoticeKind.PURGE_ERRORS.value}:{report.owner}"
+    if not report.errors:
+        if report.error is None and report.stopped is None:
+            resolve(deps.notifier, key)
+        return
+    reasons = sorted(set(report.errors.values()))
+    deps.notify(
+        Notice(
+            NoticeKind.PURGE_ERRORS,
+            Severity.WARNING,
+            report.owner,
+            f"the purge could not invalidate {len(report.errors)} key(s) of {report.owner}: "
+            f"{reasons[0]}",
+            key,
+            {
+                "owner": report.owner,
+                "failed": len(report.errors),
+                "key_ids": sorted(report.errors)[:20],
+                "errors": reasons[:5],
+            },
+        )
+    )

@@ -74,7 +74,7 @@ INVALID = [
         "stor: {}\n",
         [
             "stor: unknown key (did you mean 'store'?); allowed: audit, defaults, elasticsearch, log, "
-            "managed_keys, purge, service, sources, store"
+            "managed_keys, notify, purge, service, sources, store"
         ],
     ),
     (
@@ -478,8 +478,8 @@ INVALID = [
         "many-problems-at-once",
         "bogus: 1\nstore: {url: 'mysql://x/y'}\nlog: {level: loud}\ndefaults: {lifetime: 1y}\n",
         [
-            "bogus: unknown key; allowed: audit, defaults, elasticsearch, log, managed_keys, purge, "
-            "service, sources, store",
+            "bogus: unknown key; allowed: audit, defaults, elasticsearch, log, managed_keys, notify, "
+            "purge, service, sources, store",
             f"defaults.lifetime: invalid duration '1y': use {DURATION_FORMS}",
             "log.level: expected one of 'debug', 'info', 'warning' or 'error', got 'loud'",
             "store.url: unsupported database 'mysql'; use sqlite or postgresql",
