@@ -170,7 +170,11 @@ class Service:
         self._stopping = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self.lease = LeaderLease(engine, clock, config.service.lease_ttl)
+        from rotator.notify_sinks import build_notifier
+
+        self.lease = LeaderLease(
+            engine, clock, config.service.lease_ttl, notifier=build_notifier(config, engine, clock)
+        )
         self._fence: Fence = StopAware(self.lease, self._stopping)
         self._scheduler = build_scheduler(config, self.run_job, self.tick_lease, clock.now())
         self.counts: Counter[str] = Counter()
