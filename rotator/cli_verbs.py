@@ -671,9 +671,21 @@ def cmd_audit(args: argparse.Namespace, ctx: Context) -> int:
             )
         except KeyboardInterrupt:
             return EXIT_OK
+    except BrokenPipeError:
+        return _reader_gone(ctx)
     finally:
         engine.dispose()
     return EXIT_OK  # pragma: no cover (follow returns only by an exception)
+
+
+def _reader_gone(ctx: Context) -> int:
+    """Whoever read the output stopped (``| head``): stop quietly, like other filters."""
+    import os
+    import sys
+
+    if ctx.stdout is sys.stdout:  # later flushes of the closed pipe go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
@@ -774,6 +786,8 @@ def cmd_audit_export(args: argparse.Namespace, ctx: Context) -> int:
                 count += 1
                 first = event.seq if first is None else first
                 last = event.seq
+    except BrokenPipeError:
+        return _reader_gone(ctx)
     finally:
         engine.dispose()
     span = f" (sequence {first}..{last})" if count else ""
