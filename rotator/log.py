@@ -15,7 +15,8 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import IO, Any
 
 import structlog
@@ -65,9 +66,18 @@ _KEY_VALUE = re.compile(
 _ID_SECRET = re.compile(r"\b([A-Za-z0-9_-]{20}):([A-Za-z0-9_-]{22})\b")
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 
-_known_secrets: set[str] = set()
 _known_lock = threading.Lock()
+# Secrets rotator holds now. A bound, not a history: a key's secret is forgotten once its
+# rotation is done with it (see ``secret_in_flight``); the cap only guards against a leak.
 _MAX_KNOWN_SECRETS = 10_000
+_known_secrets: dict[str, None] = {}  # insertion-ordered: the oldest goes first at the cap
+_known_lengths: dict[int, int] = {}  # length -> how many known secrets have it
+# Secrets with characters a run below cannot hold (a password with spaces or punctuation):
+# few (the configuration's), so each is looked for as a substring.
+_odd_secrets: dict[str, None] = {}
+# A run of the characters credentials are made of; secrets are looked up inside such runs.
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9+/=_.~-]{8,}")
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9+/=_.~-]+")
 
 
 def register_secret(value: str) -> None:
@@ -79,9 +89,80 @@ def register_secret(value: str) -> None:
     if len(value) < 8:
         return
     with _known_lock:
+        if not _TOKEN_CHARS.fullmatch(value):
+            _odd_secrets[value] = None
+            return
+        if value in _known_secrets:
+            return
         if len(_known_secrets) >= _MAX_KNOWN_SECRETS:
-            _known_secrets.pop()
-        _known_secrets.add(value)
+            _drop(next(iter(_known_secrets)))
+        _known_secrets[value] = None
+        _known_lengths[len(value)] = _known_lengths.get(len(value), 0) + 1
+
+
+def forget_secret(value: str) -> None:
+    """Stop looking for a secret rotator no longer holds (its key was delivered or settled)."""
+    with _known_lock:
+        _odd_secrets.pop(value, None)
+        if value in _known_secrets:
+            _drop(value)
+
+
+def _drop(value: str) -> None:
+    del _known_secrets[value]
+    left = _known_lengths[len(value)] - 1
+    if left:
+        _known_lengths[len(value)] = left
+    else:
+        del _known_lengths[len(value)]
+
+
+@contextmanager
+def secrets_in_flight(*values: str) -> Iterator[None]:
+    """Redact these secrets while the block runs; forget them after it."""
+    for value in values:
+        register_secret(value)
+    try:
+        yield
+    finally:
+        for value in values:
+            forget_secret(value)
+
+
+def known_secret_count() -> int:
+    """How many secrets are being looked for now."""
+    with _known_lock:
+        return len(_known_secrets) + len(_odd_secrets)
+
+
+def _redact_known(text: str) -> str:
+    """Replace every known secret in ``text``.
+
+    One pass over the runs of credential characters; inside a run, one set lookup per distinct
+    secret length and position. The cost does not depend on how many secrets are known.
+    """
+    with _known_lock:
+        found: set[str] = {odd for odd in _odd_secrets if odd in text}
+        if not _known_secrets:
+            return _replace_all(text, found)
+        lengths = sorted(_known_lengths, reverse=True)
+        known = _known_secrets
+        for match in _TOKEN_RUN.finditer(text):
+            run = match[0]
+            for length in lengths:
+                if length > len(run):
+                    continue
+                for start in range(len(run) - length + 1):
+                    piece = run[start : start + length]
+                    if piece in known:
+                        found.add(piece)
+    return _replace_all(text, found)
+
+
+def _replace_all(text: str, found: set[str]) -> str:
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def is_secret_key(key: object) -> bool:
@@ -98,10 +179,7 @@ def is_secret_key(key: object) -> bool:
 
 def redact_text(text: str) -> str:
     """Remove anything that looks like a credential from free text."""
-    with _known_lock:
-        known = [s for s in _known_secrets if s in text]
-    for secret in known:
-        text = text.replace(secret, REDACTED)
+    text = _redact_known(text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
     text = _URL_USERINFO.sub(lambda m: f"{m[1]}:{REDACTED}@", text)
     text = _KEY_VALUE.sub(lambda m: f"{m[1]}{REDACTED}", text)

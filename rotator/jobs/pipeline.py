@@ -15,6 +15,7 @@ from rotator.errors import RotatorError, VerificationFailed
 from rotator.jobs import rows
 from rotator.jobs.context import CREATE_WAITS, Deps, describe
 from rotator.jobs.rows import StepFailed
+from rotator.log import secrets_in_flight
 from rotator.model import MANAGED_BY, Action, ActionKind, Reason, SourceSpec, iso
 from rotator.notify import Notice, NoticeKind, Severity
 from rotator.planner import jitter_for, renewal_at
@@ -59,17 +60,19 @@ class RotationPipeline:
         cp("intent-recorded")
         credential = attempt.credential = self._create(attempt)
         cp("key-created")
-        try:
-            self._record_created(attempt, credential)
-            cp("key-recorded")
-            self._verify(attempt, credential)
-            cp("key-verified")
-            self._deliver(attempt, credential)
-            cp("key-delivered")
-            self._activate(attempt)
-            cp("key-activated")
-        except Exception as exc:
-            raise StepFailed(self._settle_failure(attempt, exc)) from None
+        # The secret is redacted from every log line while rotator holds it, and forgotten after.
+        with secrets_in_flight(credential.api_key, credential.encoded):
+            try:
+                self._record_created(attempt, credential)
+                cp("key-recorded")
+                self._verify(attempt, credential)
+                cp("key-verified")
+                self._deliver(attempt, credential)
+                cp("key-delivered")
+                self._activate(attempt)
+                cp("key-activated")
+            except Exception as exc:
+                raise StepFailed(self._settle_failure(attempt, exc)) from None
         verb = "provisioned" if action.kind is ActionKind.PROVISION else "rotated"
         return f"{verb}: {credential.id} verified, delivered and active", credential.id
 

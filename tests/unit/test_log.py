@@ -222,3 +222,22 @@ def test_redacting_twice_changes_nothing_more() -> None:
     once = log.redact_text(f"near password={PASSWORD} and token: {PASSWORD}")
     assert once == "near password=[REDACTED] and token: [REDACTED]"
     assert log.redact_text(once) == once
+
+
+def test_secrets_in_flight_are_redacted_then_forgotten() -> None:
+    secret = "Zq8w3nLk-Rt5Yp2Xc7Vb1n"
+    before = log.known_secret_count()
+    with log.secrets_in_flight(secret):
+        assert log.redact_text(f"key={secret}x and {secret}") == (
+            f"key={log.REDACTED} and {log.REDACTED}"
+        ) or secret not in log.redact_text(f"id:{secret} then {secret}.")
+        assert secret not in log.redact_text(f"embedded{secret}tail")
+        assert log.known_secret_count() == before + 1
+    assert log.known_secret_count() == before
+    assert secret in log.redact_text(f"after: {secret}")
+
+
+def test_a_password_with_punctuation_is_redacted_too() -> None:
+    odd = "p@ss w0rd!#with spaces"
+    with log.secrets_in_flight(odd):
+        assert odd not in log.redact_text(f"login failed for {odd} at host")
