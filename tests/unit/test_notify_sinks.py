@@ -59,6 +59,7 @@ class Receiver:
     secret: str = HMAC_SECRET
     requests: list[Request] = field(default_factory=list)
     verified: list[bool] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
     location: str = "/elsewhere"
 
     def __post_init__(self) -> None:
@@ -71,6 +72,7 @@ class Receiver:
                 receiver.requests.append(request)
                 receiver.verified.append(verify(request, receiver.secret))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
+                receiver.answered.append(status)
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", receiver.location)
