@@ -302,20 +302,39 @@ def build_parser() -> argparse.ArgumentParser:
         "random and printed otherwise",
     )
     serve.add_argument("--state", metavar="FILE", help="load state from FILE and save it on exit")
+    from rotator.demo import DEFAULT_SPEED as DEMO_SPEED
+
     demo = sb_verbs.add_parser(
         "demo",
-        help="provision, rotate and retire keys against an in-process sandbox",
-        description="Start an in-process sandbox, create a rotator user with only the role the "
-        "README recommends, provision the sources of rotator/demo.yaml into a temporary "
-        "directory (or --dir), move both clocks past renewal and past the overlap, and print "
-        "each step.",
+        help="the daemon, a shipper and a key's whole life against an in-process sandbox",
+        description="Start an in-process sandbox and rotator's daemon on one clock running "
+        "--speed times faster than real time, with the sources of rotator/demo.yaml in a "
+        "temporary directory (or --dir). A shipper ships with each delivered key while the "
+        "daemon provisions, rotates with overlap and retires them, warns about a Kibana-managed "
+        "key and purges expired keys; at the end the audit chain is verified and the shipper's "
+        "failed ingestions counted (exit 1 unless 0). A live view on a terminal, timestamped "
+        "lines otherwise.",
     )
     demo.add_argument("--version", default="8.17.4", help="Elasticsearch version to emulate")
     demo.add_argument(
         "--dir",
         metavar="DIR",
-        help="keep the store and the delivered credentials in DIR (default: a temporary "
-        "directory, removed at the end)",
+        help="keep the store, the delivered credentials, the audit copy and the daemon's log in "
+        "DIR (default: a temporary directory, removed at the end)",
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=DEMO_SPEED,
+        metavar="N",
+        help=f"key time runs N times faster than real time (default: {DEMO_SPEED}, a day "
+        "every 4 s: the story takes about 40 s)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="stop after S seconds of real time, told or not (default: when the story is told)",
     )
     demo.set_defaults(handler=cmd_sandbox_demo, verb_name="sandbox demo")
     return parser

@@ -473,14 +473,27 @@ def _watch_status(
 
 
 def cmd_sandbox_demo(args: argparse.Namespace, ctx: Context) -> int:
-    """Run the guided demo against an in-process sandbox."""
-    from rotator import log
-    from rotator.demo import run_demo
+    """Run the guided demo: the daemon against an in-process sandbox on a sped-up clock."""
+    from rotator import views
+    from rotator.demo import DemoOptions, run_demo
 
-    config = ctx.load()
-    # The story goes to standard output; only warnings and errors go to the log.
-    log.configure(level=ctx.log_level or "warning", fmt=ctx.log_format or config.log.format)
-    return run_demo(ctx.emit, version=args.version, work_dir=Path(args.dir) if args.dir else None)
+    if not args.speed > 0:
+        raise UsageError("--speed: must be a positive number")
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError("--duration: must be a positive number of seconds")
+    ctx.load()
+    options = DemoOptions(
+        version=args.version,
+        work_dir=Path(args.dir) if args.dir else None,
+        speed=args.speed,
+        duration=args.duration,
+        live=views.is_terminal(ctx.stdout),
+        stream=ctx.stdout,
+        # The story goes to standard output; the daemon's log to a file unless asked for.
+        log_level=ctx.log_level,
+        log_format=ctx.log_format,
+    )
+    return run_demo(ctx.emit, options)
 
 
 def cmd_purge(args: argparse.Namespace, ctx: Context) -> int:
