@@ -63,7 +63,7 @@ def client_from_config(config: ElasticsearchConfig) -> Elasticsearch:
         register_secret(value if isinstance(value, str) else value[1])
     if config.ca_certs is not None:
         auth["ca_certs"] = config.ca_certs
-    return Elasticsearch(
+    return ObservedElasticsearch(
         list(config.hosts),
         verify_certs=config.verify_certs,
         request_timeout=config.request_timeout.total_seconds(),
@@ -447,7 +447,7 @@ class AuditShipClient:
         register_secret(encoded)
         tls: dict[str, Any] = {} if config.ca_certs is None else {"ca_certs": config.ca_certs}
         return cls(
-            Elasticsearch(
+            ObservedElasticsearch(
                 list(config.hosts),
                 api_key=encoded,
                 verify_certs=config.verify_certs,
@@ -516,3 +516,61 @@ class AuditShipClient:
                 return None
         hits = (body.get("hits") or {}).get("hits") or []
         return dict(hits[0].get("_source") or {}) if hits else None
+
+
+# --- request metrics ----------------------------------------------------------------------------
+
+RequestObserver = Callable[[str, str], None]
+_request_observer: RequestObserver | None = None
+
+
+def set_request_observer(observer: RequestObserver | None) -> None:
+    """Have ``observer(endpoint, status)`` told of every API call rotator's own clients make.
+
+    ``endpoint`` is the client's name for the API (``security.query_api_keys``, ``bulk``),
+    never a URL with ids in it; ``status`` the HTTP status of the answer, or ``unreachable``
+    when none came (after the client's own retries). None stops telling.
+    """
+    global _request_observer
+    _request_observer = observer
+
+
+def _observed(endpoint: str | None, status: str) -> None:
+    observer = _request_observer
+    if observer is not None:
+        observer(endpoint or "other", status)
+
+
+class ObservedElasticsearch(Elasticsearch):
+    """The client rotator acts through, telling the request observer of each API call
+    (copies made by ``options()`` are of this class too)."""
+
+    def perform_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Any | None = None,
+        endpoint_id: str | None = None,
+        path_parts: Mapping[str, Any] | None = None,
+    ) -> Any:
+        try:
+            response = super().perform_request(
+                method,
+                path,
+                params=params,
+                headers=headers,
+                body=body,
+                endpoint_id=endpoint_id,
+                path_parts=path_parts,
+            )
+        except ApiError as exc:
+            _observed(endpoint_id, str(exc.status_code))
+            raise
+        except TransportError:
+            _observed(endpoint_id, "unreachable")
+            raise
+        _observed(endpoint_id, str(response.meta.status))
+        return response

@@ -179,6 +179,23 @@ class Service:
         self._scheduler = build_scheduler(config, self.run_job, self.tick_lease, clock.now())
         self.counts: Counter[str] = Counter()
         self._scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        # Health and metrics (rotator.health, rotator.metrics): served by serve().
+        from rotator.health import HealthServer, Readiness
+        from rotator.metrics import Metrics
+
+        self.metrics = Metrics(engine, clock)
+        self.metrics.schedule.jobs = lambda: job_specs(self._config)
+        self.readiness = Readiness(
+            engine=engine,
+            clock=clock,
+            metrics=self.metrics,
+            lease=self.lease,
+            lease_ttl=config.service.lease_ttl,
+            jobs=lambda: job_specs(self._config),
+            config=lambda: self._config,
+            authority=authority,
+        )
+        self.health = HealthServer(self.readiness, self.metrics.registry)
 
     @property
     def scheduler(self) -> BaseScheduler:
@@ -205,19 +222,23 @@ class Service:
         """Renew the lease while leading; otherwise try to take it (standby)."""
         if self._stopping.is_set():
             return
+        ticked = False
         try:
             if self.lease.leading:
                 self.lease.renew()
             elif self.lease.try_acquire():
                 self._resume_interrupted()
+            ticked = True
         except Exception as exc:
             _log.warning("lease_tick_failed", error=redact_text(str(exc))[:200])
+        self.metrics.observe_lease(self.lease.leading, ticked=ticked)
 
     def run_job(self, job: str) -> None:
         """Run one job if this process leads; a failure is logged and never stops the scheduler."""
         if not self.lease.leading or self._stopping.is_set():
             return
         self._idle.clear()
+        started, report, raised = self._clock.monotonic(), None, False
         try:
             report = self._runners[job]()
             if report.stopped:
@@ -225,6 +246,7 @@ class Service:
             elif job != "audit":
                 self._copy_audit(retention=False)
         except Exception as exc:
+            raised = True
             self.counts[f"failed:{job}"] += 1
             _log.error(
                 "job_failed",
@@ -233,6 +255,7 @@ class Service:
                 failed_total=self.counts[f"failed:{job}"],
             )
         finally:
+            self.metrics.observe_job(job, report, started, raised=raised)
             self._idle.set()
 
     @property
@@ -330,9 +353,15 @@ class Service:
         self._install_signals()
         for spec in job_specs(self._config):
             _log.info("job_scheduled", job=spec.id, trigger=str(spec.trigger))
-        self._scheduler.start()  # returns once shutdown() is called
-        finished = self._idle.wait(self._config.service.shutdown_timeout.total_seconds())
-        self.lease.release()
+        service = self._config.service
+        self.health.start(service.listen, metrics_enabled=service.metrics_enabled)
+        try:
+            self._scheduler.start()  # returns once shutdown() is called
+            finished = self._idle.wait(self._config.service.shutdown_timeout.total_seconds())
+            self.lease.release()
+            self.metrics.observe_lease(self.lease.leading, ticked=False)
+        finally:
+            self.health.stop()
         if not finished:
             _log.error("shutdown_timed_out", timeout=str(self._config.service.shutdown_timeout))
             return 1
