@@ -48,6 +48,12 @@ def rss_kib() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def cpu_seconds() -> float:
+    """User plus system CPU time this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_kib() -> int:
     """Peak resident set size of this process so far (KiB; Linux reports KiB)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -148,14 +154,16 @@ def run_rotator(url: str, batch: int, conn: Connection) -> None:
         db.upgrade(engine)
         clock = SystemClock()
         purger = build_purger(config, engine, clock)
-        baseline = rss_kib()
+        baseline, cpu = rss_kib(), cpu_seconds()
         started = clock.monotonic()
         report = purger.run()
         seconds = clock.monotonic() - started
+        cpu = cpu_seconds() - cpu
         engine.dispose()
     conn.send(
         {
             "seconds": seconds,
+            "cpu": cpu,
             "peak_rss_kib": peak_rss_kib(),
             "baseline_kib": baseline,
             "done": report.selection.count,
@@ -173,7 +181,7 @@ def run_naive(url: str, budget: float, conn: Connection) -> None:
 
     clock = SystemClock()
     es = Elasticsearch(url, basic_auth=USER, request_timeout=600)
-    baseline = rss_kib()
+    baseline, cpu = rss_kib(), cpu_seconds()
     started = clock.monotonic()
     keys = es.security.get_api_key(owner=True)["api_keys"]
     now_ms = int(clock.now().timestamp() * 1000)
@@ -192,6 +200,7 @@ def run_naive(url: str, budget: float, conn: Connection) -> None:
     conn.send(
         {
             "seconds": seconds,
+            "cpu": cpu_seconds() - cpu,
             "peak_rss_kib": peak_rss_kib(),
             "baseline_kib": baseline,
             "done": done,
@@ -233,6 +242,7 @@ def measure(size: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
     if result["extrapolated"]:
         scale = result["todo"] / result["done"]
         result["seconds"] *= scale
+        result["cpu"] *= scale
         requests = 1 + result["todo"]
         deletes = result["todo"]
     elif invalidated != size:
@@ -253,9 +263,8 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {(n, m): measure(n, m, args) for n in sizes for m in ("rotator", "naive")}
-    rows = [
-        ["expired keys", "method", "requests", "DELETEs", "wall s", "peak RSS MiB", "growth MiB"]
-    ]
+    headers = ["expired keys", "method", "requests", "DELETEs", "wall s", "client CPU s"]
+    rows = [[*headers, "peak RSS MiB", "growth MiB"]]
     for (n, method), r in results.items():
         mark = "*" if r["extrapolated"] else ""
         rows.append(
@@ -265,6 +274,7 @@ def main() -> int:
                 f"{r['requests']}{mark}",
                 f"{r['deletes']}{mark}",
                 f"{r['seconds']:.2f}{mark}",
+                f"{r['cpu']:.2f}{mark}",
                 f"{r['peak_rss_kib'] / 1024:.1f}",
                 f"{(r['peak_rss_kib'] - r['baseline_kib']) / 1024:.1f}",
             ]
