@@ -17,6 +17,7 @@ from rotator.model import (
     SourceSpec,
     SourceView,
 )
+from rotator.ports import KeyInfo
 from rotator.store.models import ApiKey, Source
 
 
@@ -43,7 +44,14 @@ def gather_inventory(
             (_key_view_parts(k), list(k.deliveries_json or []), k.deliveries_json is not None)
             for k in keys.live()
         ]
-    statuses = _es_statuses(deps, [parts["es_id"] for parts, _r, _k in rows], now)
+    # One paged read of rotator's keys serves both the status of each tracked key and the
+    # orphan scan.
+    ours = deps.retrying(
+        "read rotator's keys",
+        lambda: deps.authority.find_by_metadata("managed_by", MANAGED_BY),
+    )
+    found = {k.id: k for k in ours}
+    statuses = _es_statuses(found, [parts["es_id"] for parts, _r, _k in rows], now)
     by_spec = {s.name: s for s in specs}
     key_views = tuple(
         KeyView(
@@ -55,14 +63,13 @@ def gather_inventory(
         )
         for parts, receipts, tracked in rows
     )
-    orphans = _orphans(deps, known_ids, rotation_ids)
+    orphans = _orphans(ours, known_ids, rotation_ids)
     return Inventory(views, key_views, pending, orphans, forced)
 
 
-def _es_statuses(deps: Deps, ids: list[str], now: datetime) -> dict[str, EsStatus]:
-    if not ids:
-        return {}
-    found = deps.retrying("look up tracked keys", lambda: deps.authority.get(ids))
+def _es_statuses(
+    found: Mapping[str, KeyInfo], ids: list[str], now: datetime
+) -> dict[str, EsStatus]:
     statuses = {}
     for es_id in ids:
         info = found.get(es_id)
@@ -77,17 +84,14 @@ def _es_statuses(deps: Deps, ids: list[str], now: datetime) -> dict[str, EsStatu
     return statuses
 
 
-def _orphans(deps: Deps, known_ids: set[str], rotation_ids: set[str]) -> tuple[str, ...]:
+def _orphans(
+    found: Sequence[KeyInfo], known_ids: set[str], rotation_ids: set[str]
+) -> tuple[str, ...]:
     """Valid rotator keys this store started but never recorded (their secret is lost).
 
-    Keys from rotations this store does not know are left alone: another store (or a lost
-    one) may have delivered them, and invalidating them could cut a shipper off.
+    Keys from rotations this store does not know are left alone here: another store (or a lost
+    one) may have delivered them; the track job invalidates them after ``orphan_grace``.
     """
-    authority = deps.authority
-    found = deps.retrying(
-        "scan for orphaned keys",
-        lambda: authority.find_by_metadata("managed_by", MANAGED_BY, valid_only=True),
-    )
     return tuple(
         sorted(
             k.id
