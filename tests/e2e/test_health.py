@@ -363,11 +363,170 @@ def test_readyz_follows_elasticsearch_going_away_and_coming_back(
         engine.dispose()
 
 
-def test_the_alert_rules_pass_promtool() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
         pytest.skip("promtool is not installed (apt install prometheus)")
+    return found
+
+
+def test_the_alert_rules_pass_promtool_check() -> None:
     check = subprocess.run(
-        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 8 rules found" in check.stdout
+
+
+def alert(name: str, summary: str, **labels: str) -> dict[str, Any]:
+    """An alert promtool must see firing: its labels (severity from the rules file) and its
+    annotations (the summary as given, the description as the file has it)."""
+    rule = next(
+        r
+        for g in yaml.safe_load(RULES.read_text())["groups"]
+        for r in g["rules"]
+        if r["alert"] == name
+    )
+    annotations = {"summary": summary}
+    if "description" in rule["annotations"]:
+        annotations["description"] = rule["annotations"]["description"].replace(
+            "{{ $labels.source }}", labels.get("source", "")
+        )
+    return {
+        "exp_labels": {"severity": rule["labels"]["severity"], **labels},
+        "exp_annotations": annotations,
+    }
+
+
+def series_of(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"series": s, "values": v} for s, v in values.items()]
+
+
+def test_the_alert_rules_fire_on_trouble_and_stay_quiet_otherwise(tmp_path: Path) -> None:
+    """promtool test rules: two replicas (instances a and b) in trouble, then healthy, then
+    gone altogether; one alert per source however many replicas report it."""
+    every = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    trouble = series_of(
+        {
+            'rotator_key_expiry_timestamp_seconds{source="web", instance="a"}': "172800x200",
+            'rotator_key_expiry_timestamp_seconds{source="web", instance="b"}': "172800x200",
+            'rotator_key_expiry_timestamp_seconds{source="db", instance="a"}': "2592000x200",
+            'rotator_source_consecutive_failures{source="web", instance="a"}': "3x200",
+            'rotator_source_consecutive_failures{source="web", instance="b"}': "3x200",
+            'rotator_source_consecutive_failures{source="db", instance="a"}': "0x200",
+            'rotator_leader{instance="a"}': "0x200",
+            'rotator_leader{instance="b"}': "0x200",
+            'rotator_job_last_success_timestamp_seconds{job_name="lifecycle", instance="a"}': (
+                "0x200"
+            ),
+            'rotator_job_interval_seconds{job_name="lifecycle", instance="a"}': "60x200",
+            'rotator_job_interval_seconds{job_name="purge", instance="a"}': "3600x200",
+            'rotator_store_up{instance="a"}': "1x200",
+            'rotator_store_up{instance="b"}': "0x200",
+        }
+    )
+    at_20m = {
+        "RotatorKeyExpiresSoon": [
+            alert(
+                "RotatorKeyExpiresSoon",
+                "The API key of source web expires in 1d 23h 40m 0s",
+                source="web",
+            )
+        ],
+        "RotatorRotationFailing": [
+            alert(
+                "RotatorRotationFailing",
+                "Rotation of source web failed 3 times in a row",
+                source="web",
+            )
+        ],
+        "RotatorRotationFailingNearExpiry": [
+            alert(
+                "RotatorRotationFailingNearExpiry",
+                "Source web cannot rotate and its key expires within two days",
+                source="web",
+            )
+        ],
+        "RotatorNoLeader": [
+            alert(
+                "RotatorNoLeader",
+                "No rotator process has held the leader lease for 5 "
+                "minutes: no key is being rotated",
+            )
+        ],
+        "RotatorJobNotRun": [
+            alert(
+                "RotatorJobNotRun",
+                "rotator's lifecycle job last completed 20m 0s ago",
+                job_name="lifecycle",
+            )
+        ],
+        "RotatorStoreUnavailable": [
+            alert("RotatorStoreUnavailable", "rotator on b cannot read its store", instance="b")
+        ],
+    }
+    healthy = series_of(
+        {
+            'rotator_key_expiry_timestamp_seconds{source="web", instance="a"}': "1728000x40",
+            'rotator_source_consecutive_failures{source="web", instance="a"}': "0x40",
+            'rotator_leader{instance="a"}': "1x40",
+            'rotator_leader{instance="b"}': "0x40",
+            'rotator_job_last_success_timestamp_seconds{job_name="lifecycle", instance="a"}': (
+                "0+60x40"
+            ),
+            'rotator_job_interval_seconds{job_name="lifecycle", instance="a"}': "60x40",
+            'rotator_store_up{instance="a"}': "1x40",
+        }
+    )
+    tests = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": trouble,
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": name, "exp_alerts": at_20m.get(name, [])}
+                    for name in every
+                ]
+                + [
+                    {
+                        "eval_time": "185m",
+                        "alertname": "RotatorJobNeverCompleted",
+                        "exp_alerts": [
+                            alert(
+                                "RotatorJobNeverCompleted",
+                                "rotator's purge job is scheduled "
+                                "but has not completed a run in 3 hours",
+                                job_name="purge",
+                            )
+                        ],
+                    }
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": healthy,
+                "alert_rule_test": [
+                    {"eval_time": "30m", "alertname": name, "exp_alerts": []} for name in every
+                ],
+            },
+            {  # no rotator process reports anything
+                "interval": "1m",
+                "input_series": series_of({'up{job="rotator"}': "0x10"}),
+                "alert_rule_test": [
+                    {
+                        "eval_time": "8m",
+                        "alertname": "RotatorNoLeader",
+                        "exp_alerts": at_20m["RotatorNoLeader"],
+                    }
+                ],
+            },
+        ],
+    }
+    path = tmp_path / "rotator-alerts.test.yml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    run = subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
