@@ -291,7 +291,7 @@ class Story:
             narrator = Narrator(self, service, engine)
             shipper = threading.Thread(target=Shipper(self).run, name="shipper", daemon=True)
             teller = threading.Thread(target=narrator.run, name="narrator", daemon=True)
-            with self._view():
+            with self._view(), _signals_restored():
                 shipper.start()
                 teller.start()
                 code = service.serve()  # the daemon, in this thread, until the story ends
@@ -466,6 +466,20 @@ class Story:
             title="rotator sandbox demo",
             title_align="left",
         )
+
+
+@contextmanager
+def _signals_restored() -> Iterator[None]:
+    """The daemon takes SIGTERM, SIGINT and SIGHUP while it runs; give them back afterwards."""
+    import signal
+
+    taken = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    before = {number: signal.getsignal(number) for number in taken}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 # --- the shipper -------------------------------------------------------------------------------
