@@ -411,7 +411,8 @@ class Story:
         for name, view in self.sources.items():
             emit(
                 f"shipper: {name}: {view.shipped} documents, {view.failed} failed, with "
-                f"{len(view.used)} keys ({', '.join(view.used)})"
+                f"{len(view.used)} {'key' if len(view.used) == 1 else 'keys'} "
+                f"({', '.join(view.used)})"
             )
         emit(f"shipper: {self.shipper_failed} failed ingestions")
         if self.chain is not None:
