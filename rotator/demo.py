@@ -294,10 +294,12 @@ class Story:
             with self._view(), _signals_restored():
                 shipper.start()
                 teller.start()
-                code = service.serve()  # the daemon, in this thread, until the story ends
-                self.finished.set()
-                teller.join()
-                shipper.join()
+                try:
+                    code = service.serve()  # the daemon, in this thread, until the story ends
+                finally:
+                    self.finished.set()
+                    teller.join()
+                    shipper.join()
             self._after(engine)
         finally:
             engine.dispose()
@@ -405,6 +407,11 @@ class Story:
             emit(
                 f"stopped after --duration {self.options.duration:g}s "
                 f"({self.day():.1f} days of key time); not shown: {', '.join(missing)}"
+            )
+        elif missing:  # interrupted (Ctrl-C, SIGTERM) or stopped by a failure
+            emit(
+                f"stopped after {real:.0f} s ({self.day():.1f} days of key time); "
+                f"not shown: {', '.join(missing)}"
             )
         else:
             emit(f"story told in {real:.0f} s ({self.day():.1f} days of key time)")
