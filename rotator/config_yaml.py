@@ -6,7 +6,9 @@ lines of them can expand into billions of values), and a bounded nesting depth.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,9 @@ import yaml
 from rotator.config_errors import EXCERPT_CHARS
 from rotator.errors import ConfigError
 
-# A config is a few kilobytes; anything near this is a mistake or an attack.
-MAX_CONFIG_BYTES = 1024 * 1024
+# A config is a few kilobytes, or a few megabytes for a fleet of 100,000 sources; anything near
+# this is a mistake or an attack.
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
 # Deeper than any real config (sources[0].privileges.indices[0].names[0] is 6 levels).
 MAX_DEPTH = 32
 
@@ -116,8 +119,26 @@ class _StrictLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+# Text that may hold an anchor or an alias (``&name``, ``*name`` after a separator). Quoted index
+# patterns such as "logs-*" do not match; a false match only costs the slower strict parse.
+_MAY_ALIAS = re.compile(r"(?:^|[\s\[{,:?-])[&*][A-Za-z0-9_]", re.MULTILINE)
+
+
 def load_yaml(text: str) -> tuple[Any, list[str]]:
-    """Parse one YAML document; returns the data and a problem for each duplicate key."""
+    """Parse one YAML document; returns the data and a problem for each duplicate key.
+
+    With libyaml, text that cannot hold an anchor is parsed in C, then checked for shared nodes
+    (aliases) and depth before anything is built; any doubt goes to the strict pure-Python
+    loader, which names the anchor or the depth exactly.
+    """
+    if text.lstrip().startswith("{"):
+        as_json = _load_json(text)
+        if as_json is not None:
+            return as_json
+    if _CLoader is not None and not _MAY_ALIAS.search(text):
+        fast = _load_fast(text)
+        if fast is not None:
+            return fast
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
@@ -126,6 +147,82 @@ def load_yaml(text: str) -> tuple[Any, list[str]]:
         return loader.construct_document(node), _duplicate_keys(node, "")
     finally:
         loader.dispose()
+
+
+_CLoader: type[Any] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def _load_json(text: str) -> tuple[Any, list[str]] | None:
+    """A config written as JSON (YAML's subset, what generators write for large fleets),
+    parsed in C. None when it is not plain JSON within the depth bound: YAML decides then."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                duplicates.append(f"{_short(key)}: duplicate key in a JSON object")
+            out[key] = value
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    if _json_depth(data) > MAX_DEPTH:
+        return None
+    return data, duplicates
+
+
+def _json_depth(root: Any) -> int:
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            return depth
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest
+
+
+def _load_fast(text: str) -> tuple[Any, list[str]] | None:
+    """Parse with libyaml; None when the strict loader must decide (an alias, too deep)."""
+    assert _CLoader is not None
+    loader = _CLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError:
+            return None  # the strict loader says what is wrong, in its own words
+        if node is None:
+            return None, []
+        if not _plain_tree(node):
+            return None
+        return loader.construct_document(node), _duplicate_keys(node, "")
+    finally:
+        loader.dispose()
+
+
+def _plain_tree(root: yaml.Node) -> bool:
+    """No node reached twice (an alias) and nothing nested deeper than MAX_DEPTH."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH or id(node) in seen:
+            return False
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+    return True
 
 
 def _duplicate_keys(node: yaml.Node, path: str) -> list[str]:
