@@ -179,6 +179,11 @@ NOTHING = PatternSet()
 @lru_cache(maxsize=16384)
 def is_subset(left: PatternSet, rights: tuple[PatternSet, ...]) -> bool:
     """Whether ``left`` is contained in the union of ``rights``."""
+    literal = _single_literal(left)
+    if literal is not None:
+        # One concrete name (the common ``_has_privileges`` question): a membership test per
+        # right-hand set, whatever the number of names a role lists.
+        return not left.contains(literal) or any(right.contains(literal) for right in rights)
     patterns = _patterns(left, rights)
     if any(p.regex is not None for p in patterns):
         return _regex_subset(left, rights)

@@ -22,6 +22,11 @@ REFRESH_TOKEN_LIFETIME_MS = DAY_MS
 NATIVE_REALM = ("default_native", "native")
 API_KEY_REALM = "_es_api_key"
 RETENTION_SETTING = "xpack.security.authc.api_key.delete.retention_period"
+# Permissions built from role descriptors (and the registered application privileges), kept
+# because a role listing many index names costs milliseconds to build and every request needs
+# its holder's. A permission is immutable and depends on nothing else, so sharing is safe.
+_PERMISSIONS: dict[tuple[Any, ...], Permission] = {}
+_PERMISSIONS_MAX = 1024
 _HASH_ITERATIONS = 1000
 _HASH_NAME = "pbkdf2_sha256"
 
@@ -363,7 +368,18 @@ class SecurityState:
         superuser = BUILTIN_ROLES["superuser"]
         if any(d == superuser for d in descriptors):
             return Permission.from_descriptors([superuser], ())
-        return Permission.from_descriptors(descriptors, self.app_privilege_list())
+        apps = self.app_privilege_list()
+        try:
+            key = (tuple(descriptors), tuple(apps))
+            cached = _PERMISSIONS.get(key)
+        except TypeError:  # a descriptor holding something unhashable: build it every time
+            return Permission.from_descriptors(descriptors, apps)
+        if cached is None:
+            cached = Permission.from_descriptors(descriptors, apps)
+            if len(_PERMISSIONS) >= _PERMISSIONS_MAX:
+                _PERMISSIONS.clear()
+            _PERMISSIONS[key] = cached
+        return cached
 
     def key_permission(self, key: ApiKeyRecord) -> LimitedPermission:
         """A key's effective permission: its own descriptors (if any) within its snapshot."""
