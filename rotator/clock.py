@@ -102,6 +102,12 @@ class ScaledClock:
         return scaled.total_seconds() / self._speed
 
 
+def wall_now() -> datetime:
+    """The real time now, for the scheduler's own triggers, which always run on real time
+    (whatever clock the jobs decide by)."""
+    return datetime.now(UTC)
+
+
 def utc(value: datetime) -> datetime:
     """Return ``value`` as an aware UTC datetime (naive values are taken to be UTC)."""
     if value.tzinfo is None:

@@ -27,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from rotator.clock import Clock
+from rotator.clock import Clock, wall_now
 from rotator.config import Config
 from rotator.errors import ConfigError, RotatorError
 from rotator.jobs.context import Fence
@@ -308,7 +308,7 @@ class Service:
         if self._scheduler.get_job("lifecycle") is None:
             return
         _log.info("lifecycle_woken", reason="current key drifted", sources=sources)
-        self._scheduler.modify_job("lifecycle", next_run_time=self._clock.now())
+        self._scheduler.modify_job("lifecycle", next_run_time=wall_now())
 
     def _resume_interrupted(self) -> None:
         """A new leader first settles what the last one left unfinished."""
