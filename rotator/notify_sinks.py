@@ -634,8 +634,20 @@ def build_routes(
     return routes
 
 
+class Unlogged:
+    """A notifier that tells nobody: stands in for the log where the caller logs for itself."""
+
+    def notify(self, notice: Notice) -> None:
+        """Drop the notice."""
+
+
 def build_notifier(
-    config: Config, engine: Engine, clock: Clock, *, environ: Mapping[str, str] | None = None
+    config: Config,
+    engine: Engine,
+    clock: Clock,
+    *,
+    environ: Mapping[str, str] | None = None,
+    log: bool = True,
 ) -> Notifier:
     """The daemon's notifier: the log, plus the ``notify`` sinks (deduplicated in the store).
 
@@ -644,13 +656,17 @@ def build_notifier(
         engine: the store, where what each sink was told is kept.
         clock: the time of records and signatures; waits between attempts.
         environ: where ``*_env`` secrets are looked up (the process environment by default).
+        log: also write each notice to the log; False for a caller that logs the same events
+            itself (the leader lease).
     """
     notify = config.notify
+    also: Notifier = LogNotifier() if log else Unlogged()
     if not notify.sinks:
-        return LogNotifier()
+        return also
     return Dispatcher(
         build_routes(notify, clock, environ),
         SqlLedger(engine),
         clock,
         renotify_after=notify.renotify_after,
+        also=also,
     )

@@ -172,9 +172,9 @@ class Service:
         self._idle.set()
         from rotator.notify_sinks import build_notifier
 
-        self.lease = LeaderLease(
-            engine, clock, config.service.lease_ttl, notifier=build_notifier(config, engine, clock)
-        )
+        # The lease logs its own changes: its notices go to the notify sinks only.
+        notifier = build_notifier(config, engine, clock, log=False)
+        self.lease = LeaderLease(engine, clock, config.service.lease_ttl, notifier=notifier)
         self._fence: Fence = StopAware(self.lease, self._stopping)
         self._scheduler = build_scheduler(config, self.run_job, self.tick_lease, clock.now())
         self.counts: Counter[str] = Counter()
