@@ -34,6 +34,7 @@ from rotator.notify_sinks import (
     Outgoing,
     Route,
     SqlLedger,
+    Unlogged,
     build_notifier,
 )
 from rotator.store import db
@@ -324,6 +325,15 @@ def config(**notify: object) -> object:
 def test_without_sinks_the_notifier_is_the_log(migrated_engine: Engine) -> None:
     notifier = build_notifier(config(), migrated_engine, ManualClock(NOW))  # type: ignore[arg-type]
     assert isinstance(notifier, LogNotifier)
+
+
+def test_the_leases_notifier_leaves_logging_to_the_lease(migrated_engine: Engine) -> None:
+    quiet = build_notifier(config(), migrated_engine, ManualClock(NOW), log=False)  # type: ignore[arg-type]
+    assert isinstance(quiet, Unlogged)
+    settings = config(sinks=[{"type": "exec", "argv": ["/bin/true"]}])
+    routed = build_notifier(settings, migrated_engine, ManualClock(NOW), log=False)  # type: ignore[arg-type]
+    assert isinstance(routed, Dispatcher)
+    assert isinstance(routed.also, Unlogged)
 
 
 def test_build_notifier_routes_each_sink_with_its_filters(migrated_engine: Engine) -> None:
