@@ -439,6 +439,18 @@ class NotifyWebhook(NotifySinkBase):
 
     @model_validator(mode="after")
     def _signed(self) -> NotifyWebhook:
+        problem = url_problem(self.url)
+        if problem:
+            raise PydanticCustomError("url_text", "url: {problem}", {"problem": problem})
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("url", "url: expected an https:// URL with a host")
+        if parts.scheme == "http" and not self.allow_insecure:
+            raise PydanticCustomError(
+                "url",
+                "url: plain http would send notices unencrypted; use https or set "
+                "allow_insecure: true",
+            )
         if not self.hmac_secret_env and not self.hmac_secret_file:
             raise PydanticCustomError(
                 "hmac_secret", "hmac_secret_env or hmac_secret_file must name the signing secret"

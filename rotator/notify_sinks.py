@@ -533,7 +533,10 @@ class Dispatcher:
             self.ledger.seen(name, notice, now)
             return
         if self._send(route, Outgoing(notice, reason, now)):
-            self.ledger.sent(name, notice, self.clock.now())
+            try:
+                self.ledger.sent(name, notice, self.clock.now())
+            except Exception as exc:  # sent, but not remembered: it may be sent again
+                _log.warning("notice_not_recorded", sink=name, error=type(exc).__name__)
 
     def _due(self, record: SentRecord | None, notice: Notice, now: datetime) -> str | None:
         """Why the notice is to be sent (new, recurred, reminder), or None to hold it back."""

@@ -419,3 +419,38 @@ def test_leadership_changes_are_notified(migrated_engine: Engine) -> None:
         (NoticeKind.LEADERSHIP_CHANGED, "released", Severity.INFO),
     ]
     assert received[0].dedup_key == "leadership_changed:host-a:1:1:acquired"
+
+
+@pytest.mark.parametrize(
+    ("sink", "problem"),
+    [
+        (
+            {"type": "exec", "argv": ["/bin/true"], "kinds": ["rotation_faild"]},
+            "notify.sinks[0].kinds[0]: unknown notice kind 'rotation_faild'; expected one of "
+            "rotation_failed, ",
+        ),
+        (
+            {"type": "exec", "argv": ["/bin/true"], "min_severity": "urgent"},
+            "notify.sinks[0].min_severity: expected one of 'info', 'low', 'medium', 'warning', "
+            "'high' or 'critical', got 'urgent'",
+        ),
+        (
+            {"type": "webhook", "url": "https://alerts.example/x"},
+            "notify.sinks[0]: hmac_secret_env or hmac_secret_file must name the signing secret",
+        ),
+        (
+            {"type": "webhook", "url": "http://alerts.example/x", "hmac_secret_env": "S"},
+            "notify.sinks[0]: url: plain http would send notices unencrypted",
+        ),
+        (
+            {"type": "slack", "url_env": "A", "url_file": "/run/b"},
+            "notify.sinks[0].slack: give exactly one of url, url_env or url_file",
+        ),
+    ],
+)
+def test_notify_config_problems_are_named(sink: dict[str, object], problem: str) -> None:
+    from rotator.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        config(sinks=[sink])
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems

@@ -217,8 +217,13 @@ def test_a_redirect_is_never_followed(receiver: Receiver, status: int) -> None:
 
 
 def test_plain_http_is_refused_without_allow_insecure(receiver: Receiver) -> None:
-    with pytest.raises(NotifyFailed, match="plain http"):
-        webhook(receiver.url, allow_insecure=False).send(outgoing())
+    with pytest.raises(ValueError, match="plain http"):
+        webhook(receiver.url, allow_insecure=False)  # the config refuses it
+    unchecked = NotifyWebhook.model_construct(
+        type="webhook", url=receiver.url, hmac_secret_env=SECRET_ENV, allow_insecure=False
+    )
+    with pytest.raises(NotifyFailed, match="plain http"):  # and so does the sink
+        WebhookChannel(unchecked, "hook", ManualClock(NOW)).send(outgoing())
     assert receiver.requests == []
 
 
