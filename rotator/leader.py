@@ -94,7 +94,7 @@ class LeaderLease:
         """Take the lease if nobody holds it (or extend it if this process does)."""
         self.audit_loss()
         with self._lock:
-            was_leading = self.leading
+            was_leading, held = self.leading, self._lease
             now = self._clock.now()
             with self._sessions.begin() as session:
                 lease = LeaseRepository(session).try_acquire(
@@ -115,7 +115,7 @@ class LeaderLease:
         if lease is not None and not was_leading:
             _log.info("leader_acquired", holder=self.holder, epoch=lease.epoch, name=self._name)
         if self.leading != was_leading:
-            self._changed("acquired" if self.leading else "lost", lease or self._lease)
+            self._changed("acquired" if self.leading else "lost", lease or held)
         return lease is not None
 
     def acquire_or_raise(self) -> Lease:
