@@ -29,6 +29,7 @@ the sandbox's; the request counts and the client's CPU time and memory are what 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import resource
@@ -265,6 +266,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--naive-budget", type=float, default=60.0)
+    parser.add_argument("--json", default="bench/results/purge.json")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {(n, m): measure(n, m, args) for n in sizes for m in ("rotator", "naive")}
@@ -299,6 +301,8 @@ def main() -> int:
     print(table(ratios))
     if any(r["extrapolated"] for r in results.values()):
         print(f"\n* extrapolated from the keys done within {args.naive_budget:.0f}s")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(list(results.values()), indent=2))
     return 0
 
 
