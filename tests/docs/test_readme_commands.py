@@ -296,9 +296,10 @@ class Player:
                 return Outcome(command, "failed", str(exc))
             return Outcome(command, "ran")
         if verbs[:1] == ["run"]:
-            return self.run_until(command, args, signal.SIGTERM)
+            # Stopped once it has scheduled its jobs: a signal during start-up proves nothing.
+            return self.run_until(command, args, signal.SIGTERM, r"job_scheduled")
         if {"--follow", "--watch"} & set(args):
-            return self.run_until(command, args, signal.SIGINT)
+            return self.run_until(command, args, signal.SIGINT, r"\S")
         try:
             result = self.rotator(args, env)
         except subprocess.TimeoutExpired:
@@ -309,15 +310,25 @@ class Player:
             (self.workdir / stdout).write_text(result.stdout)
         return Outcome(command, "ran")
 
-    def run_until(self, command: Command, args: list[str], stop: signal.Signals) -> Outcome:
-        """Run a command that goes on until stopped; ``stop`` must end it with exit 0."""
+    def run_until(
+        self, command: Command, args: list[str], stop: signal.Signals, ready: str
+    ) -> Outcome:
+        """Run a command that goes on until stopped: it must print ``ready`` and still run
+        DAEMON_SECONDS after its start; then ``stop`` must end it with exit 0."""
         log = self.workdir / f"until-{command.line}.out"
         process = self.spawn(args, log)
-        deadline = CLOCK.monotonic() + DAEMON_SECONDS
-        while CLOCK.monotonic() < deadline and process.poll() is None:
+        start = CLOCK.monotonic()
+        while process.poll() is None and CLOCK.monotonic() < start + COMMAND_TIMEOUT:
+            waited = CLOCK.monotonic() - start
+            if waited >= DAEMON_SECONDS and re.search(ready, log.read_text(errors="replace")):
+                break
             CLOCK.sleep(0.2)
         if process.poll() is not None:
             return Outcome(command, "failed", f"exited early: {process.returncode}: {_tail(log)}")
+        if not re.search(ready, log.read_text(errors="replace")):
+            process.kill()
+            process.wait()
+            return Outcome(command, "failed", f"never printed {ready!r}: {_tail(log)}")
         process.send_signal(stop)
         try:
             code = process.wait(timeout=60)
