@@ -252,6 +252,9 @@ class ExecSink(Section):
     type: Literal["exec"]
     argv: list[Text] = Field(min_length=1)
     stdin_format: Literal["id:api_key", "encoded"] = "id:api_key"
+    # A line for line-oriented readers; false for tools that keep stdin byte for byte (the Beats
+    # keystore's `add --stdin` stores a trailing newline as part of the value).
+    stdin_newline: bool = True
     timeout: PositiveDuration = timedelta(seconds=60)
     ack_command: list[Text] | None = None
     ack_timeout: PositiveDuration = timedelta(seconds=60)

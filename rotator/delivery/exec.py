@@ -104,7 +104,7 @@ class ExecDelivery:
             if self._config.stdin_format == "encoded"
             else (f"{credential.id}:{credential.api_key}")
         )
-        secret = f"{value}\n".encode()
+        secret = (f"{value}\n" if self._config.stdin_newline else value).encode()
         timeout = self._config.timeout.total_seconds()
         outcome = self._run(self._config.argv, secret, credential, timeout)
         if outcome.returncode != 0:

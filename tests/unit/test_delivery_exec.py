@@ -98,6 +98,14 @@ def test_stdin_format_encoded_sends_the_base64_credential(tmp_path: Path) -> Non
     assert json.loads(out.read_text())["stdin"] == f"{ENCODED}\n"
 
 
+def test_stdin_without_newline_for_tools_that_keep_it_byte_for_byte(tmp_path: Path) -> None:
+    # `filebeat keystore add --stdin` stores all of stdin: a newline would end up in the key.
+    out = tmp_path / "record.json"
+    recorder = script(tmp_path, RECORDER, "recorder.py")
+    sink([PY, recorder, str(out)], stdin_newline=False).deliver(credential())
+    assert json.loads(out.read_text())["stdin"] == f"{KEY_ID}:{SECRET}"
+
+
 def test_secret_is_absent_from_argv_and_proc_cmdline(tmp_path: Path) -> None:
     record = record_of(tmp_path)
     for secret in (SECRET, ENCODED):
