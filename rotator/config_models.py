@@ -45,6 +45,17 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
+def _listen(value: str) -> str:
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise PydanticCustomError(
+            "listen", "expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:9464"
+        )
+    return value.strip()
+
+
 def _env_name(value: str) -> str:
     if not ENV_NAME_RE.fullmatch(value):
         raise PydanticCustomError(
@@ -525,7 +536,7 @@ class ServiceConfig(Section):
     backoff_max: PositiveDuration = timedelta(hours=1)
     lease_ttl: PositiveDuration = timedelta(seconds=30)
     shutdown_timeout: PositiveDuration = timedelta(seconds=30)
-    listen: Text = "127.0.0.1:9464"
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:9464"
     metrics_enabled: bool = True
 
 

@@ -292,6 +292,11 @@ INVALID = [
         ],
     ),
     (
+        "listen-without-port",
+        "service: {listen: 'localhost'}\n",
+        ["service.listen: expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:9464"],
+    ),
+    (
         "exec-argv-nul-byte",
         AUTH
         + SOURCE
