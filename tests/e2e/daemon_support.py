@@ -121,7 +121,7 @@ def config_text(
         f"elasticsearch: {{hosts: ['{url}'], username: rotator, password_env: ROTATOR_TEST_ES_PASSWORD, max_retries: 0}}",
         f"store: {{url: '{store}'}}",
         f"defaults: {{lifetime: {lifetime}, rotate_before: {rotate_before}, overlap: {overlap}, jitter: 0s, critical_before: 10s}}",
-        f"service: {{schedule: {{lifecycle: {lifecycle}}}, lease_ttl: {lease_ttl}, backoff_initial: 1s, backoff_max: 4s, shutdown_timeout: 30s}}",
+        f"service: {{schedule: {{lifecycle: {lifecycle}}}, lease_ttl: {lease_ttl}, backoff_initial: 1s, backoff_max: 4s, shutdown_timeout: 30s, listen: '127.0.0.1:0'}}",
         "log: {format: json}",
         "sources:",
     ]
