@@ -53,9 +53,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("es_id", name=op.f("pk_tracked_keys")),
     )
     op.create_index(op.f("ix_tracked_keys_expires_at"), "tracked_keys", ["expires_at"])
-    op.create_index(
-        op.f("ix_tracked_keys_key_class_state"), "tracked_keys", ["key_class", "state"]
-    )
+    op.create_index(op.f("ix_tracked_keys_key_class_state"), "tracked_keys", ["key_class", "state"])
     op.create_index(op.f("ix_tracked_keys_state_sweep_id"), "tracked_keys", ["state", "sweep_id"])
     op.create_table(
         "inventory_sweeps",
