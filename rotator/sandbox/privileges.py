@@ -137,6 +137,15 @@ class PatternSet:
     include: tuple[Pattern, ...] = ()
     exclude: tuple[Pattern, ...] = ()
 
+    def __hash__(self) -> int:
+        # Computed once: a role listing thousands of names is looked up in the subset cache on
+        # every request, and hashing it anew each time cost more than the test itself.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.include, self.exclude))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     @classmethod
     def of(cls, include: Iterable[str], exclude: Iterable[str] = ()) -> PatternSet:
         """Build a set from pattern texts."""
@@ -146,10 +155,25 @@ class PatternSet:
         )
 
     def contains(self, text: str) -> bool:
-        """Whether ``text`` is in the set."""
-        return any(p.matches(text) for p in self.include) and not any(
-            p.matches(text) for p in self.exclude
-        )
+        """Whether ``text`` is in the set (literal names by one set lookup)."""
+        literals, others = self._split()
+        included = text in literals or any(p.matches(text) for p in others)
+        return included and not any(p.matches(text) for p in self.exclude)
+
+    def _split(self) -> tuple[frozenset[str], tuple[Pattern, ...]]:
+        """The include patterns that are plain names, as a set, and the others; kept."""
+        split: tuple[frozenset[str], tuple[Pattern, ...]] | None = self.__dict__.get("_split_")
+        if split is None:
+            names, others = set(), []
+            for pattern in self.include:
+                form = _prefix_form(pattern) if pattern.regex is None else None
+                if form is not None and not form[1]:
+                    names.add(form[0])
+                else:
+                    others.append(pattern)
+            split = (frozenset(names), tuple(others))
+            object.__setattr__(self, "_split_", split)
+        return split
 
     def minus(self, other: Iterable[Pattern]) -> PatternSet:
         """This set less the strings matched by ``other``."""
