@@ -285,6 +285,10 @@ class ElasticKeyAuthority:
             match = {"bool": {"filter": [match, {"term": {"invalidated": False}}]}}
         return list(self.iter_query(match))
 
+    def iter_by_metadata(self, field: str, value: str) -> Iterator[KeyInfo]:
+        """Own keys whose ``metadata.<field>`` equals ``value``, a page at a time."""
+        return self.iter_query({"term": {f"metadata.{field}": value}})
+
     def iter_query(
         self, query: Mapping[str, Any], *, page_size: int = PAGE_SIZE
     ) -> Iterator[KeyInfo]:

@@ -4,7 +4,7 @@ work), and the credential."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -180,6 +180,10 @@ class KeyAuthority(Protocol):
         ones not invalidated)."""
         ...
 
+    def iter_by_metadata(self, field: str, value: str) -> Iterator[KeyInfo]:
+        """The same keys as :meth:`find_by_metadata`, one page in memory at a time."""
+        ...
+
     def check_privileges(self, credential: Credential, body: Mapping[str, Any]) -> dict[str, Any]:
         """Authenticate as the key and ask ``_has_privileges``; returns the answer."""
         ...
@@ -259,6 +263,10 @@ class KeyStore(Protocol):
 
     def get_by_es_id(self, es_id: str) -> ApiKey | None:
         """The key Elasticsearch knows as ``es_id``, or None."""
+        ...
+
+    def current_by_source(self) -> dict[str, ApiKey]:
+        """Every source's current key (active, highest generation), read at once."""
         ...
 
     def current_for_source(self, source_name: str) -> ApiKey | None:

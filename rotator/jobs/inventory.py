@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,6 @@ from rotator.model import (
     SourceSpec,
     SourceView,
 )
-from rotator.ports import KeyInfo
 from rotator.store.models import ApiKey, Source
 
 
@@ -46,12 +46,8 @@ def gather_inventory(
         ]
     # One paged read of rotator's keys serves both the status of each tracked key and the
     # orphan scan.
-    ours = deps.retrying(
-        "read rotator's keys",
-        lambda: deps.authority.find_by_metadata("managed_by", MANAGED_BY),
-    )
-    found = {k.id: k for k in ours}
-    statuses = _es_statuses(found, [parts["es_id"] for parts, _r, _k in rows], now)
+    ours = deps.retrying("read rotator's keys", lambda: _rotator_keys(deps))
+    statuses = _es_statuses(ours, [parts["es_id"] for parts, _r, _k in rows], now)
     by_spec = {s.name: s for s in specs}
     key_views = tuple(
         KeyView(
@@ -67,9 +63,28 @@ def gather_inventory(
     return Inventory(views, key_views, pending, orphans, forced)
 
 
-def _es_statuses(
-    found: Mapping[str, KeyInfo], ids: list[str], now: datetime
-) -> dict[str, EsStatus]:
+@dataclass(frozen=True)
+class _Seen:
+    """What a sweep keeps of each of rotator's keys: a few fields, not the whole document."""
+
+    invalidated: bool
+    expiration: datetime | None
+    rotation_id: str | None
+
+
+def _rotator_keys(deps: Deps) -> dict[str, _Seen]:
+    """Rotator's keys, read page by page and kept small (one paged query)."""
+    return {
+        k.id: _Seen(
+            k.invalidated,
+            k.expiration,
+            str(k.metadata["rotation_id"]) if k.metadata.get("rotation_id") else None,
+        )
+        for k in deps.authority.iter_by_metadata("managed_by", MANAGED_BY)
+    }
+
+
+def _es_statuses(found: Mapping[str, _Seen], ids: list[str], now: datetime) -> dict[str, EsStatus]:
     statuses = {}
     for es_id in ids:
         info = found.get(es_id)
@@ -85,7 +100,7 @@ def _es_statuses(
 
 
 def _orphans(
-    found: Sequence[KeyInfo], known_ids: set[str], rotation_ids: set[str]
+    found: Mapping[str, _Seen], known_ids: set[str], rotation_ids: set[str]
 ) -> tuple[str, ...]:
     """Valid rotator keys this store started but never recorded (their secret is lost).
 
@@ -94,11 +109,9 @@ def _orphans(
     """
     return tuple(
         sorted(
-            k.id
-            for k in found
-            if not k.invalidated
-            and k.id not in known_ids
-            and k.metadata.get("rotation_id") in rotation_ids
+            key_id
+            for key_id, k in found.items()
+            if not k.invalidated and key_id not in known_ids and k.rotation_id in rotation_ids
         )
     )
 

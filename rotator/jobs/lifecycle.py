@@ -35,7 +35,7 @@ from rotator.model import (
 from rotator.notify import Notice, NoticeKind, Severity
 from rotator.planner import plan
 from rotator.ports import Credential, UnitOfWork
-from rotator.store.models import ApiKeyState
+from rotator.store.models import ApiKey, ApiKeyState
 from rotator.store.repositories import spec_fingerprint
 from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
@@ -204,6 +204,8 @@ class Lifecycle:
         now = self._deps.now()
         with self._deps.write() as uow:
             repo = uow.sources
+            # One read of every source; the lookups below are then answered from the session.
+            known = repo.list_sources(include_retired=True)  # noqa: F841 - held for the session
             for spec in specs:
                 before = repo.get(spec.name)
                 old_fp = before.spec_fingerprint if before is not None else None
@@ -229,8 +231,11 @@ class Lifecycle:
         statuses = {k.es_id: k.es_status for k in before.keys}
         out = []
         with self._deps.read() as uow:
+            # Two reads for every source at once, not two per source.
+            known = uow.sources.list_sources(include_retired=True)  # noqa: F841 - held
+            current = uow.keys.current_by_source()
             for spec in specs:
-                problem = _unhealthy(uow, spec.name, statuses, now)
+                problem = _unhealthy(uow, spec.name, statuses, now, current.get(spec.name))
                 if problem is None or spec.name in failed_now:
                     continue
                 action = Action(ActionKind.HEALTH, spec.name, Reason.UNHEALTHY, now)
@@ -471,11 +476,18 @@ def _need(spec: SourceSpec | None, action: Action) -> SourceSpec:
     return spec
 
 
+_UNREAD: Any = object()
+
+
 def _unhealthy(
-    uow: UnitOfWork, source: str, statuses: dict[str, EsStatus], now: datetime
+    uow: UnitOfWork,
+    source: str,
+    statuses: dict[str, EsStatus],
+    now: datetime,
+    current: ApiKey | None = _UNREAD,
 ) -> str | None:
     """Why a source has no valid delivered current key, or None when it has one."""
-    row = uow.keys.current_for_source(source)
+    row = uow.keys.current_for_source(source) if current is _UNREAD else current
     stored = uow.sources.get(source)
     waiting = ""
     if stored is not None and stored.failure_count:

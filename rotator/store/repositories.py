@@ -192,6 +192,15 @@ class ApiKeyRepository:
         )
         return self._session.scalars(query).first()
 
+    def current_by_source(self) -> dict[str, ApiKey]:
+        """Every source's active key of the highest generation, in one statement."""
+        query = (
+            sa.select(ApiKey)
+            .where(ApiKey.state == ApiKeyState.ACTIVE, ApiKey.source_name.is_not(None))
+            .order_by(ApiKey.generation, ApiKey.id)
+        )
+        return {row.source_name: row for row in self._session.scalars(query) if row.source_name}
+
     def for_source(
         self, source_name: str, states: Iterable[ApiKeyState] | None = None
     ) -> list[ApiKey]:

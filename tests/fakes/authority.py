@@ -288,6 +288,10 @@ class FakeKeyAuthority:
             ]
             return [k.info() for k in sorted(found, key=lambda k: (k.creation, k.name))]
 
+    def iter_by_metadata(self, field: str, value: str) -> Iterator[KeyInfo]:
+        """The keys ``find_by_metadata`` finds, one at a time."""
+        return iter(self.find_by_metadata(field, value))
+
     def check_privileges(self, credential: Credential, body: Mapping[str, Any]) -> dict[str, Any]:
         """Authenticate with ``credential.encoded``, then ``_has_privileges`` as the key."""
         with self._call("check_privileges", "", None):

@@ -167,6 +167,14 @@ class InMemoryKeys:
         active = self.for_source(source_name, [KeyState.ACTIVE])
         return max(active, key=lambda k: (k.generation, k.id), default=None)
 
+    def current_by_source(self) -> dict[str, ApiKey]:
+        """Every source's active key of the highest generation."""
+        out: dict[str, ApiKey] = {}
+        for key in sorted(self._all(), key=lambda k: (k.generation, k.id)):
+            if key.state is KeyState.ACTIVE and key.source_name:
+                out[key.source_name] = key
+        return out
+
     def for_source(
         self, source_name: str, states: Iterable[KeyState] | None = None
     ) -> list[ApiKey]:
