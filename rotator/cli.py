@@ -214,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
             default=default,
             help="actions starting with this (key.invalidated, key., inventory.)",
         )
-        parser.add_argument("--outcome", choices=("success", "failure", "warning"), default=default)
+        parser.add_argument(
+            "--outcome",
+            choices=("success", "failure", "warning"),
+            default=default,
+            help="only events with this outcome",
+        )
         parser.add_argument(
             "--since", metavar="T", default=default, help="events at or after T (24h, 7d, ISO 8601)"
         )
@@ -248,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="then print new events as they are committed, until interrupted (Ctrl-C)",
     )
-    audit_verbs = audit.add_subparsers(dest="audit_verb", metavar="ACTION")
+    audit_verbs = audit.add_subparsers(dest="audit_verb", metavar="[verify|export]")
     audit_verify = audit_verbs.add_parser(
         "verify",
         help="walk the hash chain and report its first break (0 intact, 1 broken)",
