@@ -336,6 +336,7 @@ class RotationStore(Protocol):
         now: datetime,
         *,
         previous_key_es_id: str | None = None,
+        state: RotationState = ...,
     ) -> Rotation:
         """Record the intent to replace a source's key, with a fresh rotation id."""
         ...
@@ -451,4 +452,9 @@ class UnitsOfWork(Protocol):
 
     def read(self) -> AbstractContextManager[UnitOfWork]:
         """A unit that only reads: whatever is changed through it is discarded."""
+        ...
+
+    def held(self) -> AbstractContextManager[None]:
+        """Within the block, this thread's write units may share what they loaded (each unit
+        still commits on its own): a change made in several steps reads each row once."""
         ...

@@ -7,19 +7,18 @@ and one UPDATE (executemany) of the rest, however many keys the batch holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from rotator.audit import AuditLog
 from rotator.states import KeyState
 from rotator.store.models import ApiKey, PurgedKey, as_utc
-from rotator.store.uow import Fence, SqlUnitOfWork, Unfenced
+from rotator.store.uow import SqlUnitOfWork, SqlUnits
 
 INVALIDATED = "invalidated"
 
@@ -138,49 +137,10 @@ class PurgeUnit(SqlUnitOfWork):
         self.tombstones = TombstoneRepository(session)
 
 
-class PurgeUnits:
+class PurgeUnits(SqlUnits[PurgeUnit]):
     """Where the purge job's units of work come from, every write checked against the fence."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        audit: AuditLog,
-        now: Callable[[], datetime],
-        *,
-        fence: Fence | None = None,
-        reads: sessionmaker[Session] | None = None,
-    ) -> None:
-        self._sessions = sessions
-        self._reads = reads or sessions
-        self._audit = audit
-        self._now = now
-        self._fence: Fence = fence or Unfenced()
-
-    @property
-    def lost(self) -> bool:
-        """Whether the fence refused a write: the lease is gone."""
-        return self._fence.lost
-
-    def fenced(self, fence: Fence) -> PurgeUnits:
-        """The same database, every write checked against ``fence``."""
-        return PurgeUnits(self._sessions, self._audit, self._now, fence=fence, reads=self._reads)
-
-    @contextmanager
-    def write(self) -> Iterator[PurgeUnit]:
-        """A fenced transaction: committed when the block ends, rolled back when it raises.
-
-        Raises:
-            LeaseLost: the lease is no longer held; nothing is written.
-        """
-        with self._sessions.begin() as session:
-            self._fence.check(session, self._now())
-            yield PurgeUnit(session, self._audit)
-
-    @contextmanager
-    def read(self) -> Iterator[PurgeUnit]:
-        """A session that only reads."""
-        with self._reads() as session:
-            yield PurgeUnit(session, self._audit)
+    unit_type = PurgeUnit
 
 
 def tombstone_counts(rows: Sequence[PurgedKey]) -> Mapping[str, int]:

@@ -150,6 +150,11 @@ class InMemoryStore:
                 shared.writer = None
 
     @contextmanager
+    def held(self) -> Iterator[None]:
+        """Units share nothing here: every unit already works on the committed tables."""
+        yield
+
+    @contextmanager
     def read(self) -> Iterator[InMemoryUnitOfWork]:
         """A unit over a snapshot; whatever changes through it is discarded."""
         yield InMemoryUnitOfWork(self.snapshot(), self._shared.ids, self.actor)
