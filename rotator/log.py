@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 import re
 import sys
@@ -65,6 +66,9 @@ _KEY_VALUE = re.compile(
 # An Elasticsearch API key id (20 chars) and secret (22 chars), joined by a colon.
 _ID_SECRET = re.compile(r"\b([A-Za-z0-9_-]{20}):([A-Za-z0-9_-]{22})\b")
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
+# Words one of which _KEY_VALUE needs (lowercase): text with none of them needs no search.
+_KEY_WORDS = ("pass", "secret", "token", "api_key", "apikey", "encoded", "authorization", "pw")
+_SCHEME_WORDS = ("apikey", "basic", "bearer")
 
 _known_lock = threading.Lock()
 # Secrets rotator holds now. A bound, not a history: a key's secret is forgotten once its
@@ -169,6 +173,11 @@ def is_secret_key(key: object) -> bool:
     """Tell whether a mapping key names a secret value."""
     if not isinstance(key, str):
         return False
+    return _is_secret_name(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(key: str) -> bool:
     name = key.lower().replace("-", "_").replace(".", "_")
     if name in SECRET_KEYS:
         return True
@@ -180,11 +189,20 @@ def is_secret_key(key: object) -> bool:
 def redact_text(text: str) -> str:
     """Remove anything that looks like a credential from free text."""
     text = _redact_known(text)
-    text = _AUTH_SCHEME.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
-    text = _URL_USERINFO.sub(lambda m: f"{m[1]}:{REDACTED}@", text)
-    text = _KEY_VALUE.sub(lambda m: f"{m[1]}{REDACTED}", text)
-    text = _ID_SECRET.sub(lambda m: f"{m[1]}:{REDACTED}", text)
-    return _BASE64_TOKEN.sub(_redact_encoded_pair, text)
+    # Each pattern runs only when the text holds what it cannot match without (most strings
+    # hold none of it). The checks read the text as the previous pattern left it.
+    lowered = text.lower()
+    if any(word in lowered for word in _SCHEME_WORDS):
+        text = _AUTH_SCHEME.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+    if "://" in text and "@" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m[1]}:{REDACTED}@", text)
+    if (":" in text or "=" in text) and any(word in text.lower() for word in _KEY_WORDS):
+        text = _KEY_VALUE.sub(lambda m: f"{m[1]}{REDACTED}", text)
+    if ":" in text:
+        text = _ID_SECRET.sub(lambda m: f"{m[1]}:{REDACTED}", text)
+    if len(text) >= 40:
+        text = _BASE64_TOKEN.sub(_redact_encoded_pair, text)
+    return text
 
 
 def _redact_encoded_pair(match: re.Match[str]) -> str:
