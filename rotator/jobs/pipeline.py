@@ -53,6 +53,11 @@ class RotationPipeline:
         Raises:
             StepFailed: the rotation failed and has been settled (the old key keeps serving).
         """
+        # One session for every step: the rows the first step loads are not read again.
+        with self._deps.store.held():
+            return self._replace(spec, action)
+
+    def _replace(self, spec: SourceSpec, action: Action) -> tuple[str, str]:
         cp = self._deps.checkpoint
         if action.reason is Reason.DRIFTED:
             self._audit_drift(spec, action)
@@ -96,8 +101,14 @@ class RotationPipeline:
         now = self._deps.now()
         with self._deps.write() as uow:
             generation = uow.sources.bump_generation(spec.name, now)
+            # Planned and at once creating: the rows are written in the state they leave this
+            # transaction in (one INSERT each, no UPDATE behind it).
             rotation = uow.rotations.start(
-                spec.name, action.reason.value, now, previous_key_es_id=action.key_id
+                spec.name,
+                action.reason.value,
+                now,
+                previous_key_es_id=action.key_id,
+                state=RotationState.CREATING,
             )
             name = f"rotator-{spec.name}-{generation}"
             row = uow.keys.add(
@@ -105,7 +116,7 @@ class RotationPipeline:
                     name=name,
                     source_name=spec.name,
                     generation=generation,
-                    state=ApiKeyState.PLANNED,
+                    state=ApiKeyState.CREATING,
                     rotation_id=rotation.id,
                     planned_at=now,
                     updated_at=now,
@@ -113,8 +124,6 @@ class RotationPipeline:
                     policy_fingerprint=spec.policy_fingerprint,
                 )
             )
-            uow.keys.transition(row, ApiKeyState.CREATING, now)
-            uow.rotations.advance(rotation, RotationState.CREATING, now)
             attempt = Attempt(spec, rotation.id, row.id, name, generation)
             self._deps.audit_in(
                 uow,
@@ -243,23 +252,22 @@ class RotationPipeline:
                 + "; ".join(wrong)
                 + owner_lacks(self._deps, checks)
             )
+        # Verified, and delivery starts: the sinks are called right after this commits, so a
+        # recovery that finds it asks the sinks what they hold before undoing anything.
         with self._deps.write() as uow:
             self._advance(uow, attempt, ApiKeyState.VERIFIED, RotationState.VERIFIED)
+            uow.keys.mark_delivery_started(rows.key_row(uow, attempt.row_id), self._deps.now())
             self._deps.audit_in(uow, AuditAction.KEY_VERIFIED, spec.name, key_id=credential.id)
 
     def _deliver(self, attempt: Attempt, credential: Credential) -> None:
-        spec = attempt.spec
-        now = self._deps.now()
-        with self._deps.write() as uow:
-            uow.keys.mark_delivery_started(rows.key_row(uow, attempt.row_id), now)
-        for sink in self._deps.sinks(spec):
+        """Each sink's receipt is committed as soon as it returns; the activation that follows
+        records the key delivered to all of them in the same transaction that makes it current."""
+        for sink in self._deps.sinks(attempt.spec):
             receipt = self._deliver_to(sink, credential)
             attempt.receipts.append(receipt)
             self._deps.checkpoint("sink-returned")
             self._record_receipt(attempt, sink.name, receipt)
             self._deps.checkpoint("sink-delivered")
-        with self._deps.write() as uow:
-            self._advance(uow, attempt, ApiKeyState.DELIVERED, RotationState.DELIVERED)
 
     def _record_receipt(self, attempt: Attempt, sink: str, receipt: DeliveryReceipt) -> None:
         now = self._deps.now()

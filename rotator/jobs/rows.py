@@ -57,11 +57,14 @@ def activate(
     """Make ``row`` the current key; every other key of the source starts its overlap now."""
     keys = uow.keys
     retiring = []
-    for old in keys.for_source(source, states=[ApiKeyState.ACTIVE]):
+    found = keys.for_source(source, states=[ApiKeyState.ACTIVE, ApiKeyState.RETIRING])
+    current = [key for key in found if key.state is ApiKeyState.ACTIVE]
+    partials = [key for key in found if key.state is ApiKeyState.RETIRING]
+    for old in current:
         if old.id != row.id:
             keys.schedule_retirement(old, retire_at=now + overlap, now=now)
             retiring.append(old.es_id or "")
-    for partial in keys.for_source(source, states=[ApiKeyState.RETIRING]):
+    for partial in partials:
         # A key only some sinks took is superseded now: it retires with the others.
         if partial.retire_at is None or partial.retire_at > now + overlap:
             partial.retire_at = now + overlap

@@ -333,13 +333,14 @@ class RotationRepository:
         now: datetime,
         *,
         previous_key_es_id: str | None = None,
+        state: RotationState = RotationState.PLANNED,
     ) -> Rotation:
         """Record the intent to replace a source's key, with a fresh uuid4 rotation id."""
         rotation = Rotation(
             id=str(uuid.uuid4()),
             source_name=source_name,
             reason=reason,
-            state=RotationState.PLANNED,
+            state=state,
             previous_key_es_id=previous_key_es_id,
             attempt_count=0,
             failure_count=0,
