@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ from rotator.config_models import (
     url_problem,
 )
 from rotator.durations import format_duration
-from rotator.scoping import lint
+from rotator.scoping import Grants, IndexGrant, lint, preset_grants
 
 # --- cross-field rules ---------------------------------------------------------------------------
 
@@ -44,7 +45,8 @@ def cross_checks(
     if defaults is not None:
         problems.extend(_timing_checks(defaults, None, "defaults"))
         for index, source in enumerate(sources):
-            if source is not None:
+            # A source that overrides no timing field has nothing of its own to report.
+            if source is not None and _times_anything(source):
                 problems.extend(_timing_checks(defaults, source, f"sources[{index}]"))
     for index, source in enumerate(sources):
         if source is not None:
@@ -158,6 +160,14 @@ def _store_checks(store: StoreConfig) -> list[str]:
     return problems
 
 
+# The fields a source's timing problems are about; see ``own`` in _timing_checks.
+_TIMING_FIELDS = ("lifetime", "rotate_before", "overlap", "jitter")
+
+
+def _times_anything(source: SourceConfig) -> bool:
+    return any(getattr(source, name) is not None for name in _TIMING_FIELDS)
+
+
 def _timing_checks(defaults: SourceDefaults, source: SourceConfig | None, at: str) -> list[str]:
     policy = resolve_policy(defaults, source)
     fmt = format_duration
@@ -211,6 +221,44 @@ def _source_checks(source: SourceConfig, at: str) -> list[str]:
     return problems
 
 
+_INDEX_PART_RE = re.compile(r"[a-z0-9_.]+")
+
+
+def _grants(source: SourceConfig) -> Grants:
+    """``source.grants()``, built once: a preset alone is the preset's grants (its union with no
+    explicit privilege normalizes to the same value), filled in from the preset's template."""
+    explicit = source.privileges
+    if (
+        source.preset is None
+        or source.dataset is None
+        or explicit.cluster
+        or explicit.indices
+        or (template := _preset_template(source.preset)) is None
+    ):
+        return source.grants()
+    (grant,) = template.indices
+    (name,) = grant.names
+    name = name.replace(_DATASET, source.dataset).replace(_NAMESPACE, source.namespace)
+    return Grants(template.cluster, (IndexGrant((name,), grant.privileges),))
+
+
+# Stand-ins for a dataset and a namespace: NUL, which no configured text may hold.
+_DATASET, _NAMESPACE = "\x00dataset\x00", "\x00namespace\x00"
+
+
+@functools.cache
+def _preset_template(preset: str) -> Grants | None:
+    """The grants of a preset with stand-ins for the dataset and namespace, when they are one
+    index name whose only varying parts are those two (else None: build them each time)."""
+    template = preset_grants(preset, _DATASET, _NAMESPACE)
+    if len(template.indices) != 1 or len(template.indices[0].names) != 1:
+        return None
+    (name,) = template.indices[0].names
+    if name.count(_DATASET) != 1 or name.count(_NAMESPACE) != 1:
+        return None
+    return template
+
+
 def grant_checks(source: SourceConfig, at: str) -> list[str]:
     problems = []
     if source.preset is not None and source.dataset is None:
@@ -219,7 +267,7 @@ def grant_checks(source: SourceConfig, at: str) -> list[str]:
         problems.append(f"{at}.dataset: only used with a preset")
     for field_name in ("dataset", "namespace"):
         value = getattr(source, field_name)
-        if value is not None and not re.fullmatch(r"[a-z0-9_.]+", value):
+        if value is not None and not _INDEX_PART_RE.fullmatch(value):
             problems.append(
                 f"{at}.{field_name}: {excerpt(value)} may only hold lowercase letters, digits, "
                 "'_' and '.'"
@@ -228,7 +276,7 @@ def grant_checks(source: SourceConfig, at: str) -> list[str]:
         problems.append(f"{at}.justification: required with allow_broad_privileges: true")
     if source.justification and not source.allow_broad_privileges:
         problems.append(f"{at}.justification: only used with allow_broad_privileges: true")
-    grants = source.grants()
+    grants = _grants(source)
     if grants.is_empty() and source.preset is None:
         problems.append(
             f"{at}.privileges: grant at least one cluster or index privilege (or use a preset); a "

@@ -158,11 +158,13 @@ def _load_json(text: str) -> tuple[Any, list[str]] | None:
     duplicates: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in items:
-            if key in out:
-                duplicates.append(f"{_short(key)}: duplicate key in a JSON object")
-            out[key] = value
+        out = dict(items)  # the last value of a repeated key, at the place of its first
+        if len(out) != len(items):
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    duplicates.append(f"{_short(key)}: duplicate key in a JSON object")
+                seen.add(key)
         return out
 
     try:
@@ -175,17 +177,21 @@ def _load_json(text: str) -> tuple[Any, list[str]] | None:
 
 
 def _json_depth(root: Any) -> int:
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(root, 1)]
-    while stack:
-        value, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            return depth
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+    """How deep the parsed JSON goes (a value inside the root is at depth 2), counted up to
+    one level past MAX_DEPTH. Walks level by level, looking only into lists and mappings."""
+    deepest = 1
+    level = [root]
+    while deepest <= MAX_DEPTH:
+        below: list[Any] = []
+        for value in level:
+            if type(value) is dict:
+                below += value.values()
+            elif type(value) is list:
+                below += value
+        if not below:
+            break
+        deepest += 1
+        level = [value for value in below if type(value) is dict or type(value) is list]
     return deepest
 
 

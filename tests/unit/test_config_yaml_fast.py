@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rotator import config_yaml
 from rotator.config_yaml import YamlRefused, load_yaml
@@ -59,3 +61,36 @@ def test_a_json_config_is_parsed_with_duplicates_reported() -> None:
 def test_deep_json_goes_to_the_strict_loader() -> None:
     with pytest.raises(YamlRefused, match="nested deeper than 32 levels"):
         load_yaml('{"log": ' + "[" * 40 + "]" * 40 + "}")
+
+
+def _depth(value: object, at: int = 1) -> int:
+    children = (
+        list(value.values())
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, list)
+        else []
+    )
+    return max((_depth(child, at + 1) for child in children), default=at)
+
+
+json_values = st.recursive(
+    st.none() | st.integers() | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    ),
+    max_leaves=60,
+)
+
+
+@given(json_values)
+def test_the_json_depth_is_the_depth_of_the_deepest_value(value: object) -> None:
+    assert config_yaml._json_depth(value) == min(_depth(value), config_yaml.MAX_DEPTH + 1)
+
+
+def test_json_at_the_depth_bound_is_parsed_and_one_deeper_is_not() -> None:
+    # "log" is at depth 2, so 30 nested lists around a scalar reach depth 32.
+    at_bound = '{"log": ' + "[" * 30 + "1" + "]" * 30 + "}"
+    assert load_yaml(at_bound)[0] is not None
+    with pytest.raises(YamlRefused, match="nested deeper than 32 levels"):
+        load_yaml('{"log": ' + "[" * 31 + "1" + "]" * 31 + "}")
