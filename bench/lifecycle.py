@@ -321,6 +321,12 @@ def sweep_child(spec_path: str) -> int:
     from rotator.store import db
 
     job = json.loads(Path(spec_path).read_text())
+    profiler = None
+    if job.get("profile"):  # the sweeping thread, config load included (not the workers)
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     clock = SystemClock()
     with open(job["log"], "a", encoding="utf-8") as log_stream:
         log.configure(level="info", fmt="json", stream=log_stream, clock=clock)
@@ -344,6 +350,9 @@ def sweep_child(spec_path: str) -> int:
         cpu = time.process_time() - cpu
         peak = peak_rss_kib()
         engine.dispose()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(job["profile"])
     result = {
         "counts": report.counts(),
         "failed": [f"{o.action.kind.value} {o.action.source}: {o.detail}" for o in report.failed],
@@ -438,7 +447,9 @@ def expected_requests(n: int, due: int) -> dict[str, int]:
 # --- the driver ----------------------------------------------------------------------------------
 
 
-def bench_size(n: int, max_parallel: int, naive_budget: float, naive: bool) -> dict[str, Any]:
+def bench_size(
+    n: int, max_parallel: int, naive_budget: float, naive: bool, profile: Path | None = None
+) -> dict[str, Any]:
     """Seed a fresh sandbox and store with ``n`` sources, sweep once, then the naive way."""
     from rotator.config import parse_config
     from rotator.model import specs_from_config
@@ -466,6 +477,8 @@ def bench_size(n: int, max_parallel: int, naive_budget: float, naive: bool) -> d
 
         sandbox.clear_stats()
         job = {"config": str(work / "rotator.yaml"), "log": str(work / "sweep.log")}
+        if profile is not None:
+            job["profile"] = str(profile / f"lifecycle-{n}.prof")
         sweep = run_child("--sweep-child", job, work, "sweep")
         sweep["requests"] = requests_by_route(sandbox)
 
@@ -572,6 +585,9 @@ def main() -> int:
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive way")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    parser.add_argument(
+        "--profile", type=Path, help="write cProfile stats of each sweep to DIR/lifecycle-N.prof"
+    )
     parser.add_argument("--sweep-child", help=argparse.SUPPRESS)
     parser.add_argument("--naive-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -585,7 +601,9 @@ def main() -> int:
     results = []
     for n in sizes:
         print(f"seeding {n} sources and sweeping...", file=sys.stderr, flush=True)
-        results.append(bench_size(n, args.max_parallel, args.naive_budget, not args.no_naive))
+        results.append(
+            bench_size(n, args.max_parallel, args.naive_budget, not args.no_naive, args.profile)
+        )
     print("one rotation sends: " + ", ".join(f"{m} {r} x{c}" for (m, r), c in ROTATION.items()))
     print_table([calibration, *results])
     args.json.parent.mkdir(parents=True, exist_ok=True)

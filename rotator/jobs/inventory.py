@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rotator.jobs.context import Deps
@@ -37,7 +37,10 @@ def gather_inventory(
     with deps.read() as uow:
         sources = uow.sources.list_sources(include_retired=True)
         keys, rotations = uow.keys, uow.rotations
-        views = tuple(_source_view(s, fingerprints.get(s.name)) for s in sources)
+        overlaps = {spec.name: spec.overlap for spec in specs}
+        views = tuple(
+            _source_view(s, fingerprints.get(s.name), overlaps.get(s.name)) for s in sources
+        )
         pending = tuple((r.source_name, r.id) for r in rotations.unfinished())
         known_ids, rotation_ids = keys.known_es_ids(), rotations.all_ids()
         rows = [
@@ -136,13 +139,15 @@ def _delivery_problem(
     return None
 
 
-def _source_view(source: Source, fingerprint: str | None) -> SourceView:
+def _source_view(source: Source, fingerprint: str | None, overlap: timedelta | None) -> SourceView:
+    """``overlap`` is the configured one; a source no longer configured keeps its stored one
+    (read only then: the stored spec is the one column of every source a sweep does not need)."""
+    if overlap is None:
+        overlap = stored_overlap(source)
     if fingerprint is not None and fingerprint != source.spec_fingerprint:
         # A changed spec is a new attempt: ``once`` resets the failures before it plans.
-        return SourceView(source.name, 0, None, stored_overlap(source))
-    return SourceView(
-        source.name, source.failure_count, source.next_attempt_at, stored_overlap(source)
-    )
+        return SourceView(source.name, 0, None, overlap)
+    return SourceView(source.name, source.failure_count, source.next_attempt_at, overlap)
 
 
 def _key_view_parts(row: ApiKey) -> dict[str, Any]:

@@ -112,7 +112,8 @@ class Source(Base):
     __tablename__ = "sources"
 
     name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
-    spec_json: Mapped[dict[str, Any]]
+    # Read only by recovery (a source's stored overlap): the sweep's reads of every source skip it.
+    spec_json: Mapped[dict[str, Any]] = mapped_column(deferred=True)
     spec_fingerprint: Mapped[str] = mapped_column(sa.String(64))
     generation: Mapped[int] = mapped_column(default=0)
     failure_count: Mapped[int] = mapped_column(default=0)

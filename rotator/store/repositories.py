@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -193,11 +194,13 @@ class ApiKeyRepository:
         return self._session.scalars(query).first()
 
     def current_by_source(self) -> dict[str, ApiKey]:
-        """Every source's active key of the highest generation, in one statement."""
+        """Every source's active key of the highest generation, in one statement (without the
+        sinks' receipts, which a key read this way is not asked for)."""
         query = (
             sa.select(ApiKey)
             .where(ApiKey.state == ApiKeyState.ACTIVE, ApiKey.source_name.is_not(None))
             .order_by(ApiKey.generation, ApiKey.id)
+            .options(orm.defer(ApiKey.deliveries_json))
         )
         return {row.source_name: row for row in self._session.scalars(query) if row.source_name}
 
