@@ -66,9 +66,10 @@ _KEY_VALUE = re.compile(
 # An Elasticsearch API key id (20 chars) and secret (22 chars), joined by a colon.
 _ID_SECRET = re.compile(r"\b([A-Za-z0-9_-]{20}):([A-Za-z0-9_-]{22})\b")
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
-# Words one of which _KEY_VALUE needs (lowercase): text with none of them needs no search.
-_KEY_WORDS = ("pass", "secret", "token", "api_key", "apikey", "encoded", "authorization", "pw")
-_SCHEME_WORDS = ("apikey", "basic", "bearer")
+# What _AUTH_SCHEME and _KEY_VALUE cannot match without (their words, in any case): text
+# without it needs no search by them.
+_SCHEME_HINT = re.compile("apikey|basic|bearer", re.IGNORECASE)
+_KEY_HINT = re.compile("pass|secret|token|api_key|apikey|encoded|authorization|pw", re.IGNORECASE)
 
 _known_lock = threading.Lock()
 # Secrets rotator holds now. A bound, not a history: a key's secret is forgotten once its
@@ -191,12 +192,11 @@ def redact_text(text: str) -> str:
     text = _redact_known(text)
     # Each pattern runs only when the text holds what it cannot match without (most strings
     # hold none of it). The checks read the text as the previous pattern left it.
-    lowered = text.lower()
-    if any(word in lowered for word in _SCHEME_WORDS):
+    if _SCHEME_HINT.search(text):
         text = _AUTH_SCHEME.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
     if "://" in text and "@" in text:
         text = _URL_USERINFO.sub(lambda m: f"{m[1]}:{REDACTED}@", text)
-    if (":" in text or "=" in text) and any(word in text.lower() for word in _KEY_WORDS):
+    if (":" in text or "=" in text) and _KEY_HINT.search(text):
         text = _KEY_VALUE.sub(lambda m: f"{m[1]}{REDACTED}", text)
     if ":" in text:
         text = _ID_SECRET.sub(lambda m: f"{m[1]}:{REDACTED}", text)
