@@ -402,3 +402,37 @@ def test_a_fenced_writer_that_lost_the_lease_writes_nothing(backend: Backend) ->
     _write_source(backend.units)  # the same store, unfenced, still writes
     with fenced.read() as uow:
         assert [s.name for s in uow.sources.list_sources()] == ["web"]
+
+
+def test_units_in_a_held_block_commit_each_and_a_failed_one_is_undone(backend: Backend) -> None:
+    units = backend.units
+    with units.held():
+        with units.write() as uow:
+            _source(uow)
+            row_id = _key(uow).id
+        with units.read() as uow:  # the first unit is committed: another session sees it
+            assert uow.sources.require("web").generation == 0
+        with units.write() as uow:
+            uow.sources.bump_generation("web", T0)
+        with pytest.raises(RuntimeError, match="the step failed"):
+            _fail_in_a_unit(units, row_id)
+        with units.write() as uow:  # the failed unit's changes are gone from what it reads
+            assert uow.sources.require("web").generation == 1
+            row = uow.key_row(row_id)
+            assert row is not None
+            assert row.state is KeyState.PLANNED
+            uow.keys.transition(row, KeyState.CREATING, T0)
+    with units.read() as uow:
+        assert uow.sources.require("web").generation == 1
+        row = uow.key_row(row_id)
+        assert row is not None
+        assert row.state is KeyState.CREATING
+
+
+def _fail_in_a_unit(units: UnitsOfWork, row_id: int) -> None:
+    with units.write() as uow:
+        uow.sources.bump_generation("web", T0)
+        row = uow.key_row(row_id)
+        assert row is not None
+        uow.keys.transition(row, KeyState.CREATING, T0)
+        raise RuntimeError("the step failed")
