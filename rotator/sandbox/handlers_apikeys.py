@@ -748,10 +748,35 @@ def _query_visibility(principal: Principal, with_limited_by: bool) -> Visible | 
     if not (own_ok and manages_own(principal)):
         raise cluster_denied(principal, QUERY, own_ok=own_ok)
     if principal.api_key is not None:
-        own_id = principal.api_key.id
-        return lambda doc: doc.id == own_id
-    username, realm = principal.username, principal.realm_name
-    return lambda doc: doc.username == username and doc.realm_name == realm
+        return OneKey(principal.api_key.id)
+    return OwnKeys(principal.username, principal.realm_name)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnKeys:
+    """What a user with ``manage_own_api_key`` may query: the keys it owns.
+
+    Equal for the same owner, so the engine remembers a query's total across the pages of one
+    paged read instead of counting every key again for each page.
+    """
+
+    username: str
+    realm: str
+
+    def __call__(self, doc: Any) -> bool:
+        """Whether the owner may see ``doc``."""
+        return bool(doc.username == self.username and doc.realm_name == self.realm)
+
+
+@dataclass(frozen=True, slots=True)
+class OneKey:
+    """What an API key with ``manage_own_api_key`` may query: itself."""
+
+    key_id: str
+
+    def __call__(self, doc: Any) -> bool:
+        """Whether ``doc`` is that key."""
+        return bool(doc.id == self.key_id)
 
 
 def _query_response(

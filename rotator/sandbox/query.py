@@ -365,11 +365,11 @@ class _Run:
         return QueryResult(total, hits, aggregations)
 
     def count(self, matcher: Matcher) -> int:
-        """Count the visible matching keys; remembered per query while the index is unchanged."""
-        if self.visible is not None:
-            return sum(1 for _ in self.matching(matcher))
+        """Count the visible matching keys; remembered per query and visibility while the index
+        is unchanged (a visibility that is not a value, such as a closure, is never equal to
+        another request's, so it only ever finds its own count)."""
         try:
-            key = ("total", self.request.query, matcher.dates)
+            key = ("total", self.request.query, matcher.dates, self.visible)
             hash(key)
         except TypeError:
             return sum(1 for _ in self.matching(matcher))

@@ -1568,3 +1568,38 @@ def test_parse_date(text: str, round_up: bool, fmt: str | None, expected: int | 
 )
 def test_format_date(fmt: str | None, expected: str) -> None:
     assert format_date(NOW, fmt) == expected
+
+
+class CountingOwner:
+    """Bob's keys, as a visibility equal to any other request's for the same owner; it counts
+    how many keys it is asked about."""
+
+    asked = 0
+
+    def __call__(self, doc: QueryDoc) -> bool:
+        CountingOwner.asked += 1
+        return doc.username == "bob"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CountingOwner)
+
+    def __hash__(self) -> int:
+        return hash("bob")
+
+
+def test_an_owners_paged_read_counts_its_keys_once_not_once_per_page() -> None:
+    docs = [key(i, creation=NOW + i, username="bob" if i % 2 else "alice") for i in range(400)]
+    index = KeyIndex(docs)
+    CountingOwner.asked = 0
+    body = {"query": {"term": {"invalidated": False}}, "sort": ["creation", "_doc"], "size": 20}
+    first = execute_query(index, body, visible=CountingOwner(), now_ms=NOW)
+    assert first.total == 200
+    counted = CountingOwner.asked
+    assert counted >= 400  # the total: every key asked once
+    CountingOwner.asked = 0
+    body["search_after"] = sorts(first)[-1]
+    second = execute_query(index, body, visible=CountingOwner(), now_ms=NOW)
+    assert second.total == 200
+    assert second.hits[0][0].id == "k41"
+    # The second page's total is remembered: it asks about the keys it walks, not all 400.
+    assert CountingOwner.asked < 100
