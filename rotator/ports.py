@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from rotator.errors import AuthorityRejected
 
@@ -220,6 +220,21 @@ class KeyDirectory(Protocol):
 # set their fields inside a unit of work, and what it set is written when the unit commits.
 
 
+class SourceFailures(NamedTuple):
+    """A source's failure condition, read for every source at once by the health check."""
+
+    failure_count: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+class CurrentKey(NamedTuple):
+    """What the health check needs of a source's current key."""
+
+    es_id: str | None
+    expires_at: datetime | None
+
+
 class SourceStore(Protocol):
     """The sources' desired state, failures and backoff, as the jobs use them."""
 
@@ -237,6 +252,10 @@ class SourceStore(Protocol):
 
     def list_sources(self, *, include_retired: bool = False) -> list[Source]:
         """The sources by name; retired ones only when asked."""
+        ...
+
+    def failures(self) -> dict[str, SourceFailures]:
+        """Every source's failure condition, in one read (no whole rows)."""
         ...
 
     def record_failure(
@@ -265,7 +284,7 @@ class KeyStore(Protocol):
         """The key Elasticsearch knows as ``es_id``, or None."""
         ...
 
-    def current_by_source(self) -> dict[str, ApiKey]:
+    def current_by_source(self) -> dict[str, CurrentKey]:
         """Every source's current key (active, highest generation), read at once."""
         ...
 
@@ -283,7 +302,7 @@ class KeyStore(Protocol):
         """The key row a rotation created, or None."""
         ...
 
-    def live(self) -> list[ApiKey]:
+    def live(self) -> Iterable[ApiKey]:
         """Every recorded key that is active or retiring."""
         ...
 

@@ -34,8 +34,8 @@ from rotator.model import (
 )
 from rotator.notify import Notice, NoticeKind, Severity
 from rotator.planner import plan
-from rotator.ports import Credential, UnitOfWork
-from rotator.store.models import ApiKey, ApiKeyState
+from rotator.ports import Credential, CurrentKey, SourceFailures
+from rotator.store.models import ApiKeyState
 from rotator.store.repositories import spec_fingerprint
 from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
@@ -231,15 +231,15 @@ class Lifecycle:
         statuses = {k.es_id: k.es_status for k in before.keys}
         out = []
         with self._deps.read() as uow:
-            # Two reads for every source at once, not two per source.
-            known = uow.sources.list_sources(include_retired=True)  # noqa: F841 - held
+            # Two reads of a few columns for every source at once, not two per source.
+            failures = uow.sources.failures()
             current = uow.keys.current_by_source()
-            for spec in specs:
-                problem = _unhealthy(uow, spec.name, statuses, now, current.get(spec.name))
-                if problem is None or spec.name in failed_now:
-                    continue
-                action = Action(ActionKind.HEALTH, spec.name, Reason.UNHEALTHY, now)
-                out.append(Outcome(action, False, problem))
+        for spec in specs:
+            problem = _problem(current.get(spec.name), failures.get(spec.name), statuses, now)
+            if problem is None or spec.name in failed_now:
+                continue
+            action = Action(ActionKind.HEALTH, spec.name, Reason.UNHEALTHY, now)
+            out.append(Outcome(action, False, problem))
         return out
 
     # --- execute ---------------------------------------------------------------------------
@@ -315,7 +315,15 @@ class Lifecycle:
 
     def _check_health(self, spec: SourceSpec | None, action: Action) -> tuple[str, str | None]:
         with self._deps.read() as uow:
-            problem = _unhealthy(uow, action.source, {}, self._deps.now())
+            row = uow.keys.current_for_source(action.source)
+            stored = uow.sources.get(action.source)
+            current = None if row is None else CurrentKey(row.es_id, row.expires_at)
+            failures = (
+                None
+                if stored is None
+                else SourceFailures(stored.failure_count, stored.next_attempt_at, stored.last_error)
+            )
+        problem = _problem(current, failures, {}, self._deps.now())
         if problem is not None:
             raise StepFailed(problem)
         return "healthy", None
@@ -476,19 +484,13 @@ def _need(spec: SourceSpec | None, action: Action) -> SourceSpec:
     return spec
 
 
-_UNREAD: Any = object()
-
-
-def _unhealthy(
-    uow: UnitOfWork,
-    source: str,
+def _problem(
+    row: CurrentKey | None,
+    stored: SourceFailures | None,
     statuses: dict[str, EsStatus],
     now: datetime,
-    current: ApiKey | None = _UNREAD,
 ) -> str | None:
     """Why a source has no valid delivered current key, or None when it has one."""
-    row = uow.keys.current_for_source(source) if current is _UNREAD else current
-    stored = uow.sources.get(source)
     waiting = ""
     if stored is not None and stored.failure_count:
         waiting = (

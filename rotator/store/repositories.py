@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from rotator.ports import CurrentKey, SourceFailures
 from rotator.store.models import (
     KEY_TRANSITIONS,
     ROTATION_FINISHED,
@@ -110,6 +110,16 @@ class SourceRepository:
             query = query.where(Source.retired_at.is_(None))
         return list(self._session.scalars(query))
 
+    def failures(self) -> dict[str, SourceFailures]:
+        """Every source's failure condition, in one read of three columns (no whole rows)."""
+        query = sa.select(
+            Source.name, Source.failure_count, Source.next_attempt_at, Source.last_error
+        )
+        return {
+            name: SourceFailures(count, at, error)
+            for name, count, at, error in self._session.execute(query)
+        }
+
     def retire_missing(self, keep: Iterable[str], now: datetime) -> list[str]:
         """Mark every live source not named in ``keep`` as retired; return their names."""
         names = set(keep)
@@ -193,16 +203,19 @@ class ApiKeyRepository:
         )
         return self._session.scalars(query).first()
 
-    def current_by_source(self) -> dict[str, ApiKey]:
-        """Every source's active key of the highest generation, in one statement (without the
-        sinks' receipts, which a key read this way is not asked for)."""
+    def current_by_source(self) -> dict[str, CurrentKey]:
+        """Every source's active key of the highest generation, in one statement that reads
+        only the two columns the health check uses."""
         query = (
-            sa.select(ApiKey)
+            sa.select(ApiKey.source_name, ApiKey.es_id, ApiKey.expires_at)
             .where(ApiKey.state == ApiKeyState.ACTIVE, ApiKey.source_name.is_not(None))
             .order_by(ApiKey.generation, ApiKey.id)
-            .options(orm.defer(ApiKey.deliveries_json))
         )
-        return {row.source_name: row for row in self._session.scalars(query) if row.source_name}
+        return {
+            source: CurrentKey(es_id, expires)
+            for source, es_id, expires in self._session.execute(query)
+            if source
+        }
 
     def for_source(
         self, source_name: str, states: Iterable[ApiKeyState] | None = None
@@ -273,13 +286,19 @@ class ApiKeyRepository:
         query = sa.select(ApiKey).where(ApiKey.rotation_id == rotation_id).order_by(ApiKey.id)
         return self._session.scalars(query).first()
 
-    def live(self) -> list[ApiKey]:
-        """Every key that is current or still serving its consumers (active or retiring)."""
+    def live(self) -> Iterator[ApiKey]:
+        """Every key that is current or still serving its consumers (active or retiring).
+
+        Streamed a thousand rows at a time: a caller that keeps what it needs of each row holds
+        one batch of rows, not all of them.
+        """
         query = sa.select(ApiKey).where(
             ApiKey.state.in_([ApiKeyState.ACTIVE, ApiKeyState.RETIRING]),
             ApiKey.es_id.is_not(None),
         )
-        return list(self._session.scalars(query.order_by(ApiKey.id)))
+        return iter(
+            self._session.scalars(query.order_by(ApiKey.id).execution_options(yield_per=1000))
+        )
 
     def known_es_ids(self) -> set[str]:
         """The Elasticsearch ids of every key this store has recorded."""

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from rotator.ports import CurrentKey, SourceFailures
 from rotator.states import KEY_TRANSITIONS, ROTATION_FINISHED, KeyState, RotationState
 from rotator.store.models import ApiKey, AuditEvent, Rotation, Source, as_utc
 from rotator.store.repositories import MAX_ERROR_CHARS, IllegalTransition, spec_fingerprint
@@ -112,6 +113,13 @@ class InMemorySources:
         found = [s for s in self._t.sources.values() if include_retired or s.retired_at is None]
         return sorted(found, key=lambda s: s.name)
 
+    def failures(self) -> dict[str, SourceFailures]:
+        """Every source's failure condition."""
+        return {
+            s.name: SourceFailures(s.failure_count, s.next_attempt_at, s.last_error)
+            for s in self._t.sources.values()
+        }
+
     def record_failure(
         self, name: str, error: str, *, now: datetime, next_attempt_at: datetime
     ) -> Source:
@@ -167,12 +175,12 @@ class InMemoryKeys:
         active = self.for_source(source_name, [KeyState.ACTIVE])
         return max(active, key=lambda k: (k.generation, k.id), default=None)
 
-    def current_by_source(self) -> dict[str, ApiKey]:
+    def current_by_source(self) -> dict[str, CurrentKey]:
         """Every source's active key of the highest generation."""
-        out: dict[str, ApiKey] = {}
+        out: dict[str, CurrentKey] = {}
         for key in sorted(self._all(), key=lambda k: (k.generation, k.id)):
             if key.state is KeyState.ACTIVE and key.source_name:
-                out[key.source_name] = key
+                out[key.source_name] = CurrentKey(key.es_id, key.expires_at)
         return out
 
     def for_source(
