@@ -3,15 +3,17 @@
 Run:  .venv/bin/python bench/config_load.py [--sizes 1000,10000,100000] [--json PATH]
 
 Writes a config with N sources (preset logs-writer, one file sink each) to a temp dir and times
-``load_config`` (best of 3), as YAML and as the same config written as JSON (which rotator parses
-with the C JSON parser). Exits 1 when 100k sources take 1 s or more both ways. Prints a table
-and writes JSON.
+``load_config`` (best of 3), as YAML (parsed by rapidyaml when installed and the text is large,
+see rotator/config_yaml.py) and as the same config written as JSON (which rotator parses with
+the C JSON parser). Exits 1 when 100k sources take 1 s or more both ways. Prints a table, with
+the machine's load average (other work on the machine slows every number), and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -71,8 +73,11 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--json", default="bench/results/config_load.json")
     args = parser.parse_args()
+    started_load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(int(n), Path(tmp)) for n in args.sizes.split(",")]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average before and after: {started_load}; {load}")
     print(f"{'sources':>8} {'MB':>6} {'YAML s':>7} {'JSON s':>7}")
     for r in rows:
         print(
