@@ -227,3 +227,20 @@ def test_only_large_texts_go_to_rapidyaml(monkeypatch: pytest.MonkeyPatch) -> No
 )
 def test_what_the_fast_path_declines(text: str) -> None:
     assert config_yaml._load_ryml(text) is None
+
+
+words = st.from_regex(r"[a-zA-Z0-9_./:@%-]{0,12}", fullmatch=True)
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(words, words, st.sampled_from(STYLES), st.booleans()), max_size=6),
+)
+def test_string_only_documents_read_the_same(entries: list[tuple[str, str, Any, bool]]) -> None:
+    # What generated fleet configs hold: the path that checks all strings at once.
+    lines = [
+        f"- {{{key}: {style(value)}}}" if flow else f"- {key}: {style(value)}"
+        for key, value, style, flow in entries
+    ]
+    agree("\n".join(lines) + "\n")
+    agree("top:\n" + "".join(f"  {line}\n" for line in lines))
