@@ -254,6 +254,10 @@ class SourceStore(Protocol):
         """The sources by name; retired ones only when asked."""
         ...
 
+    def fingerprints(self) -> dict[str, tuple[str, bool]]:
+        """Every source's spec fingerprint and whether it is retired, in one read."""
+        ...
+
     def failures(self) -> dict[str, SourceFailures]:
         """Every source's failure condition, in one read (no whole rows)."""
         ...

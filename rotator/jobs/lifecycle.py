@@ -143,6 +143,19 @@ class Lifecycle:
         self._max_parallel = max_parallel
         self._pipeline = RotationPipeline(deps)
         self._recovery = Recovery(deps)
+        self._fingerprinted: list[SourceSpec] = []
+        self._fingerprint_of: dict[str, str] = {}
+
+    def fingerprints(self, specs: Sequence[SourceSpec]) -> dict[str, str]:
+        """Each source's spec fingerprint, computed once for the same specs (a run stores them,
+        then plans with them)."""
+        same = len(specs) == len(self._fingerprinted) and all(
+            a is b for a, b in zip(specs, self._fingerprinted, strict=True)
+        )
+        if not same:  # the specs are kept, so their ids cannot be reused by others meanwhile
+            self._fingerprint_of = {s.name: spec_fingerprint(s.snapshot()) for s in specs}
+            self._fingerprinted = list(specs)
+        return self._fingerprint_of
 
     def fenced(self, fence: Fence) -> Lifecycle:
         """The same lifecycle, every write checked against ``fence`` (the leader lease)."""
@@ -202,13 +215,16 @@ class Lifecycle:
     def sync_specs(self, specs: Sequence[SourceSpec]) -> None:
         """Record each source's desired state; a changed spec resets its failures."""
         now = self._deps.now()
+        wanted = self.fingerprints(specs)
         with self._deps.write() as uow:
             repo = uow.sources
-            # One read of every source; the lookups below are then answered from the session.
-            known = repo.list_sources(include_retired=True)  # noqa: F841 - held for the session
+            # One read of every source's fingerprint; only a new, changed or returning source is
+            # written (and read whole).
+            stored = repo.fingerprints()
             for spec in specs:
-                before = repo.get(spec.name)
-                old_fp = before.spec_fingerprint if before is not None else None
+                old_fp, retired = stored.get(spec.name, (None, False))
+                if old_fp == wanted[spec.name] and not retired:
+                    continue
                 source = repo.upsert_spec(spec.name, spec.snapshot(), now)
                 if old_fp is not None and old_fp != source.spec_fingerprint:
                     repo.reset_failures(spec.name, now)
@@ -217,8 +233,7 @@ class Lifecycle:
         self, specs: Sequence[SourceSpec], now: datetime, forced: frozenset[str] = frozenset()
     ) -> Inventory:
         """The planner's view: store rows, what Elasticsearch and the sinks say about them."""
-        fingerprints = {s.name: spec_fingerprint(s.snapshot()) for s in specs}
-        return gather_inventory(self._deps, specs, fingerprints, now, forced)
+        return gather_inventory(self._deps, specs, self.fingerprints(specs), now, forced)
 
     # --- health ----------------------------------------------------------------------------
 

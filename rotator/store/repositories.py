@@ -110,6 +110,14 @@ class SourceRepository:
             query = query.where(Source.retired_at.is_(None))
         return list(self._session.scalars(query))
 
+    def fingerprints(self) -> dict[str, tuple[str, bool]]:
+        """Every source's spec fingerprint and whether it is retired, in one read of columns."""
+        query = sa.select(Source.name, Source.spec_fingerprint, Source.retired_at)
+        return {
+            name: (fingerprint, retired is not None)
+            for name, fingerprint, retired in self._session.execute(query)
+        }
+
     def failures(self) -> dict[str, SourceFailures]:
         """Every source's failure condition, in one read of three columns (no whole rows)."""
         query = sa.select(

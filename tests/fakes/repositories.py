@@ -113,6 +113,12 @@ class InMemorySources:
         found = [s for s in self._t.sources.values() if include_retired or s.retired_at is None]
         return sorted(found, key=lambda s: s.name)
 
+    def fingerprints(self) -> dict[str, tuple[str, bool]]:
+        """Every source's spec fingerprint and whether it is retired."""
+        return {
+            s.name: (s.spec_fingerprint, s.retired_at is not None) for s in self._t.sources.values()
+        }
+
     def failures(self) -> dict[str, SourceFailures]:
         """Every source's failure condition."""
         return {
