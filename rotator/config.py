@@ -7,9 +7,6 @@ the first one. Secrets never appear inline: only as ``*_env`` (an environment va
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +47,7 @@ from rotator.config_yaml import (
     yaml_problem,
 )
 from rotator.errors import ConfigError
+from rotator.gcpause import collector_paused
 
 # The configuration's public names, wherever they are defined.
 __all__ = [
@@ -102,25 +100,8 @@ def load_config(path: str | Path, *, references: bool = False) -> Config:
 
 def parse_config(text: str, origin: str = "config", *, references: bool = False) -> Config:
     """Validate YAML text; see :func:`load_config`."""
-    with _collector_paused():
+    with collector_paused():
         return _parse_config(text, origin, references=references)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a config is parsed and validated.
-
-    A fleet config becomes millions of new containers, none of them in a reference cycle; each
-    allocation threshold crossed would start a collection that walks them all again (a third of
-    the time of 100,000 sources). Reference counting still frees everything as usual.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse_config(text: str, origin: str, *, references: bool) -> Config:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +23,7 @@ from rotator.config_models import (
     url_problem,
 )
 from rotator.durations import format_duration
-from rotator.scoping import Grants, IndexGrant, lint, preset_grants
+from rotator.scoping import Grants, lint
 
 # --- cross-field rules ---------------------------------------------------------------------------
 
@@ -228,38 +227,8 @@ _INDEX_PART_RE = re.compile(r"[a-z0-9_.]+")
 
 
 def _grants(source: SourceConfig) -> Grants:
-    """``source.grants()``, built once: a preset alone is the preset's grants (its union with no
-    explicit privilege normalizes to the same value), filled in from the preset's template."""
-    explicit = source.privileges
-    if (
-        source.preset is None
-        or source.dataset is None
-        or explicit.cluster
-        or explicit.indices
-        or (template := _preset_template(source.preset)) is None
-    ):
-        return source.grants()
-    (grant,) = template.indices
-    (name,) = grant.names
-    name = name.replace(_DATASET, source.dataset).replace(_NAMESPACE, source.namespace)
-    return Grants(template.cluster, (IndexGrant((name,), grant.privileges),))
-
-
-# Stand-ins for a dataset and a namespace: NUL, which no configured text may hold.
-_DATASET, _NAMESPACE = "\x00dataset\x00", "\x00namespace\x00"
-
-
-@functools.cache
-def _preset_template(preset: str) -> Grants | None:
-    """The grants of a preset with stand-ins for the dataset and namespace, when they are one
-    index name whose only varying parts are those two (else None: build them each time)."""
-    template = preset_grants(preset, _DATASET, _NAMESPACE)
-    if len(template.indices) != 1 or len(template.indices[0].names) != 1:
-        return None
-    (name,) = template.indices[0].names
-    if name.count(_DATASET) != 1 or name.count(_NAMESPACE) != 1:
-        return None
-    return template
+    """``source.grants()`` (built from the preset's template when a preset stands alone)."""
+    return source.grants()
 
 
 def grant_checks(source: SourceConfig, at: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pydantic_core import PydanticCustomError
 from rotator.config_errors import excerpt, redacted_url
 from rotator.durations import DurationError, parse_duration
 from rotator.notify import NoticeKind
-from rotator.scoping import Grants, preset_grants
+from rotator.scoping import Grants, IndexGrant, preset_grants
 
 # Metadata rotator writes on every key it creates (used to find keys again after a crash).
 ROTATOR_METADATA = frozenset(
@@ -311,14 +312,47 @@ class SourceConfig(Section):
     deliver: list[Sink] = Field(default_factory=list)
 
     def grants(self) -> Grants:
-        """The privileges the key gets: the preset's and the explicit ones together."""
-        explicit = Grants.build(
-            self.privileges.cluster,
-            [(entry.names, entry.privileges) for entry in self.privileges.indices],
+        """The privileges the key gets: the preset's and the explicit ones together.
+
+        A preset alone (the common case, once per source of a fleet) is filled in from the
+        preset's template, built once: its union with no explicit privilege normalizes to the
+        same value.
+        """
+        explicit = self.privileges
+        if (
+            self.preset is not None
+            and self.dataset is not None
+            and not explicit.cluster
+            and not explicit.indices
+            and (template := _preset_template(self.preset)) is not None
+        ):
+            (grant,) = template.indices
+            (name,) = grant.names
+            name = name.replace(_DATASET, self.dataset).replace(_NAMESPACE, self.namespace)
+            return Grants(template.cluster, (IndexGrant((name,), grant.privileges),))
+        built = Grants.build(
+            explicit.cluster, [(entry.names, entry.privileges) for entry in explicit.indices]
         )
         if self.preset is None or self.dataset is None:
-            return explicit
-        return preset_grants(self.preset, self.dataset, self.namespace).union(explicit)
+            return built
+        return preset_grants(self.preset, self.dataset, self.namespace).union(built)
+
+
+# Stand-ins for a dataset and a namespace: NUL, which no configured text may hold.
+_DATASET, _NAMESPACE = "\x00dataset\x00", "\x00namespace\x00"
+
+
+@functools.cache
+def _preset_template(preset: str) -> Grants | None:
+    """The grants of a preset with stand-ins for the dataset and namespace, when they are one
+    index name whose only varying parts are those two (else None: build them each time)."""
+    template = preset_grants(preset, _DATASET, _NAMESPACE)
+    if len(template.indices) != 1 or len(template.indices[0].names) != 1:
+        return None
+    (name,) = template.indices[0].names
+    if name.count(_DATASET) != 1 or name.count(_NAMESPACE) != 1:
+        return None
+    return template
 
 
 @dataclass(frozen=True)

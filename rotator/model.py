@@ -8,6 +8,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from rotator.gcpause import collector_paused
 from rotator.scoping import Grants, VerificationSet, fingerprint, role_descriptors, verification_set
 from rotator.states import KeyState
 
@@ -148,7 +149,8 @@ def iso(value: datetime | None) -> str | None:
 
 def specs_from_config(config: Config) -> list[SourceSpec]:
     """Every configured source as a spec, plus rotator's own implicit sources."""
-    specs = [SourceSpec.from_config(config, source) for source in config.sources]
+    with collector_paused():
+        specs = [SourceSpec.from_config(config, source) for source in config.sources]
     # The audit trail's shipping key (audit.data_stream set): source ``rotator-audit``,
     # provisioned and rotated like any other; a configured source of that name takes its place.
     from rotator.audit_ship import shipping_spec

@@ -9,7 +9,9 @@ import pytest
 from rotator import config
 from rotator.config import validate_config
 from rotator.config_checks import cross_checks
+from rotator.config_models import SourceConfig
 from rotator.errors import ConfigError
+from rotator.scoping import PRESETS, Grants, preset_grants
 
 AUTH = {"username": "rotator", "password_env": "PW"}
 GOOD = {
@@ -65,3 +67,23 @@ def test_valid_sources_keep_their_order() -> None:
     names = [f"s{i}" for i in range(50)]
     raw = {"elasticsearch": AUTH, "sources": [{**GOOD, "name": n} for n in names]}
     assert [s.name for s in validate_config(raw).sources] == names
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize(
+    ("dataset", "namespace"), [("web", "default"), ("a.b_c", "prod"), ("x", "dataset")]
+)
+def test_a_presets_grants_from_its_template_equal_the_built_ones(
+    preset: str, dataset: str, namespace: str
+) -> None:
+    source = SourceConfig.model_validate(
+        {
+            "name": "s",
+            "preset": preset,
+            "dataset": dataset,
+            "namespace": namespace,
+            "deliver": [{"type": "file", "path": "/k"}],
+        }
+    )
+    built = preset_grants(preset, dataset, namespace).union(Grants.build([], []))
+    assert source.grants() == built
