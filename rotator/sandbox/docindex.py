@@ -41,6 +41,11 @@ class SearchIndex(Protocol):
 
     def count_date_range(self, field: str, lo: int | None, hi: int | None) -> int: ...
 
+    def date_order_after(self, field: str, value: int | None, seq: int) -> Iterator[Doc] | None:
+        """Docs with ``field`` in (value, seq) order, strictly after ``(value, seq)`` (from the
+        start when ``value`` is None); None when the index keeps no such order."""
+        ...
+
     def name_range(
         self,
         lo: str | None,
@@ -110,6 +115,10 @@ class DocIndex:
         """Iterate, in ``seq`` order, over documents with a value of ``field`` in ``[lo, hi]``."""
         docs = self._between(field, lo, hi, (True, True))
         return reversed(docs) if reverse else iter(docs)
+
+    def date_order_after(self, field: str, value: int | None, seq: int) -> Iterator[Doc] | None:
+        """None: documents are kept in ``seq`` order only."""
+        return None
 
     def count_date_range(self, field: str, lo: int | None, hi: int | None) -> int:
         """Count documents with a value of ``field`` in ``[lo, hi]``."""

@@ -283,6 +283,18 @@ class KeyIndex:
         max_key = None if hi is None else _date_key(hi, SEQ_SPAN - 1)
         return ordering.irange_key(min_key, max_key, reverse=reverse)
 
+    def date_order_after(
+        self, field: str, value: int | None, seq: int
+    ) -> Iterator[QueryDoc] | None:
+        """Keys with ``field`` in (value, seq) order, strictly after ``(value, seq)``: a seek,
+        however many keys share ``value``."""
+        ordering = self._date_ordering(field)
+        if value is None:
+            return iter(ordering)
+        if not 0 <= seq < SEQ_SPAN:  # not a position this ordering can seek to
+            return None
+        return ordering.irange_key(_date_key(value, seq), None, inclusive=(False, True))
+
     def count_date_range(self, field: str, lo: int | None, hi: int | None) -> int:
         """Count keys whose ``creation`` or ``expiration`` lies in ``[lo, hi]`` (inclusive)."""
         ordering = self._date_ordering(field)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -271,6 +272,9 @@ def _walk_page(
     bounds = None
     if hint is not None and hint.field == primary.field.name:
         bounds = (hint.lo, hint.hi)
+    ordered = keys.in_date_order(after) if bounds is None else None
+    if ordered is not None:  # the index's order is the sort's: take the page as it comes
+        return list(itertools.islice(_filtered(ordered, matcher, visible), wanted))
     out: list[Doc] = []
     for group in keys.walk(after, bounds):
         matching = list(_filtered(group, matcher, visible))

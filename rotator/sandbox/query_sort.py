@@ -321,6 +321,35 @@ class SortKeys:
         if not missing_first:
             yield from self._missing_group(name)
 
+    def in_date_order(self, after: tuple[Component, ...] | None) -> Iterator[Doc] | None:
+        """The keys in this sort's exact order, from just after ``after``, when the sort is a
+        date the index orders (ascending, every key has it) then ``_doc`` ascending: the index's
+        own order. None otherwise, or when the index cannot seek.
+
+        A page is then a seek and a walk of the page, however many keys share a date (keys made
+        in the same millisecond, as a fleet provisioned at once has).
+        """
+        if len(self.columns) != 2:
+            return None
+        first, second = self.columns
+        if (
+            first.field is None
+            or first.field.name != "creation"
+            or first.spec.descending
+            or first.spec.mode is not None
+            or first.spec.missing not in (None, "_last")
+            or first.spec.format is not None
+            or second.spec.field != _DOC
+            or second.spec.descending
+        ):
+            return None
+        if after is None:
+            return self.index.date_order_after("creation", None, 0)
+        value, seq = after
+        if not isinstance(value, int) or not isinstance(seq, int):
+            return None
+        return self.index.date_order_after("creation", value, seq)
+
     def can_walk(self) -> bool:
         """Tell whether the primary column can be walked through an index ordering."""
         column = self.primary

@@ -1603,3 +1603,48 @@ def test_an_owners_paged_read_counts_its_keys_once_not_once_per_page() -> None:
     assert second.hits[0][0].id == "k41"
     # The second page's total is remembered: it asks about the keys it walks, not all 400.
     assert CountingOwner.asked < 100
+
+
+@given(
+    creations=st.lists(st.integers(0, 3), min_size=0, max_size=60),
+    page=st.integers(1, 9),
+    owner_only=st.booleans(),
+    valid_only=st.booleans(),
+)
+@settings(max_examples=150, deadline=None)
+def test_paging_by_creation_then_doc_seeks_through_ties_in_order(
+    creations: list[int], page: int, owner_only: bool, valid_only: bool
+) -> None:
+    docs = [
+        key(
+            i,
+            creation=NOW + c,
+            invalidated=i % 4 == 0,
+            username="bob" if i % 3 else "alice",
+        )
+        for i, c in enumerate(creations)
+    ]
+    index = KeyIndex(docs)
+    body: dict[str, Any] = {"sort": ["creation", "_doc"]}
+    if valid_only:
+        body["query"] = {"term": {"invalidated": False}}
+    visible = bobs if owner_only else None
+    expected = [
+        d.id
+        for d in sorted(docs, key=lambda d: (d.creation, d.seq))
+        if (not valid_only or not d.invalidated) and (visible is None or visible(d))
+    ]
+    assert page_through(index, body, page, visible=visible) == expected
+
+
+def test_a_page_inside_a_tie_group_walks_the_page_not_the_group() -> None:
+    docs = [key(i, creation=NOW, username="bob") for i in range(400)]
+    index = KeyIndex(docs)
+    body: dict[str, Any] = {"sort": ["creation", "_doc"], "size": 20}
+    first = execute_query(index, body, visible=CountingOwner(), now_ms=NOW)
+    body["search_after"] = sorts(first)[-1]
+    CountingOwner.asked = 0
+    second = execute_query(index, body, visible=CountingOwner(), now_ms=NOW)
+    assert [d.id for d, _ in second.hits] == [f"k{i}" for i in range(20, 40)]
+    # Seeks to the 21st key of the 400 made in the same millisecond and asks about 20.
+    assert CountingOwner.asked <= 40
