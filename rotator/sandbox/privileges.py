@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -99,6 +100,12 @@ class Pattern:
 
 
 @lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
+def _char(char: str) -> _Atom:
+    """The atom for one literal character (atoms are immutable: one per character is shared)."""
+    return _Atom(frozenset(char), False)
+
+
 def glob(text: str) -> Pattern:
     """Compile an Elasticsearch wildcard pattern (``*``, ``?``, ``\\`` escapes; ``/re/``)."""
     if len(text) > 1 and text.startswith("/") and text.endswith("/"):
@@ -107,7 +114,7 @@ def glob(text: str) -> Pattern:
     escaped = False
     for char in text:
         if escaped:
-            atoms.append(_Atom(frozenset(char), False))
+            atoms.append(_char(char))
             escaped = False
         elif char == "\\":
             escaped = True
@@ -117,9 +124,9 @@ def glob(text: str) -> Pattern:
         elif char == "?":
             atoms.append(_Atom(None, False))
         else:
-            atoms.append(_Atom(frozenset(char), False))
+            atoms.append(_char(char))
     if escaped:
-        atoms.append(_Atom(frozenset("\\"), False))
+        atoms.append(_char("\\"))
     return Pattern(text, tuple(atoms))
 
 
