@@ -23,7 +23,7 @@ from rotator.config_models import (
     url_problem,
 )
 from rotator.durations import format_duration
-from rotator.scoping import Grants, lint
+from rotator.scoping import lint
 
 # --- cross-field rules ---------------------------------------------------------------------------
 
@@ -226,11 +226,6 @@ def _source_checks(source: SourceConfig, at: str) -> list[str]:
 _INDEX_PART_RE = re.compile(r"[a-z0-9_.]+")
 
 
-def _grants(source: SourceConfig) -> Grants:
-    """``source.grants()`` (built from the preset's template when a preset stands alone)."""
-    return source.grants()
-
-
 def grant_checks(source: SourceConfig, at: str) -> list[str]:
     problems = []
     if source.preset is not None and source.dataset is None:
@@ -248,7 +243,7 @@ def grant_checks(source: SourceConfig, at: str) -> list[str]:
         problems.append(f"{at}.justification: required with allow_broad_privileges: true")
     if source.justification and not source.allow_broad_privileges:
         problems.append(f"{at}.justification: only used with allow_broad_privileges: true")
-    grants = _grants(source)
+    grants = source.grants()
     if grants.is_empty() and source.preset is None:
         problems.append(
             f"{at}.privileges: grant at least one cluster or index privilege (or use a preset); a "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -104,6 +107,12 @@ class SourceSpec:
             {"lifetime": self.lifetime.total_seconds(), "metadata": dict(self.metadata)}
         )
 
+    @cached_property
+    def stored_fingerprint(self) -> str:
+        """The fingerprint of :meth:`snapshot` as the store records it; computed once per spec
+        (a run stores the specs, then plans with them)."""
+        return spec_fingerprint(self.snapshot())
+
     @property
     def key_metadata(self) -> dict[str, Any]:
         """The user metadata every key of this source carries (rotator adds its own fields)."""
@@ -138,6 +147,16 @@ class SourceSpec:
             "sinks": [sink.model_dump(mode="json") for sink in self.sinks],
             "justification": self.justification,
         }
+
+
+def canonical_json(spec: Mapping[str, Any]) -> str:
+    """A spec snapshot as the store keeps it: sorted keys, no spaces, UTF-8 kept as is."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_fingerprint(spec: Mapping[str, Any]) -> str:
+    """Return the SHA-256 hex digest of ``spec`` as canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
 
 
 def iso(value: datetime | None) -> str | None:

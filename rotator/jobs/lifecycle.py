@@ -36,7 +36,6 @@ from rotator.notify import Notice, NoticeKind, Severity
 from rotator.planner import plan
 from rotator.ports import Credential, CurrentKey, SourceFailures
 from rotator.store.models import ApiKeyState
-from rotator.store.repositories import spec_fingerprint
 from rotator.vocabulary import AuditAction, AuditOutcome, LogEvent
 
 __all__ = [
@@ -143,19 +142,6 @@ class Lifecycle:
         self._max_parallel = max_parallel
         self._pipeline = RotationPipeline(deps)
         self._recovery = Recovery(deps)
-        self._fingerprinted: list[SourceSpec] = []
-        self._fingerprint_of: dict[str, str] = {}
-
-    def fingerprints(self, specs: Sequence[SourceSpec]) -> dict[str, str]:
-        """Each source's spec fingerprint, computed once for the same specs (a run stores them,
-        then plans with them)."""
-        same = len(specs) == len(self._fingerprinted) and all(
-            a is b for a, b in zip(specs, self._fingerprinted, strict=True)
-        )
-        if not same:  # the specs are kept, so their ids cannot be reused by others meanwhile
-            self._fingerprint_of = {s.name: spec_fingerprint(s.snapshot()) for s in specs}
-            self._fingerprinted = list(specs)
-        return self._fingerprint_of
 
     def fenced(self, fence: Fence) -> Lifecycle:
         """The same lifecycle, every write checked against ``fence`` (the leader lease)."""
@@ -215,7 +201,6 @@ class Lifecycle:
     def sync_specs(self, specs: Sequence[SourceSpec]) -> None:
         """Record each source's desired state; a changed spec resets its failures."""
         now = self._deps.now()
-        wanted = self.fingerprints(specs)
         with self._deps.write() as uow:
             repo = uow.sources
             # One read of every source's fingerprint; only a new, changed or returning source is
@@ -223,7 +208,7 @@ class Lifecycle:
             stored = repo.fingerprints()
             for spec in specs:
                 old_fp, retired = stored.get(spec.name, (None, False))
-                if old_fp == wanted[spec.name] and not retired:
+                if old_fp == spec.stored_fingerprint and not retired:
                     continue
                 source = repo.upsert_spec(spec.name, spec.snapshot(), now)
                 if old_fp is not None and old_fp != source.spec_fingerprint:
@@ -233,7 +218,8 @@ class Lifecycle:
         self, specs: Sequence[SourceSpec], now: datetime, forced: frozenset[str] = frozenset()
     ) -> Inventory:
         """The planner's view: store rows, what Elasticsearch and the sinks say about them."""
-        return gather_inventory(self._deps, specs, self.fingerprints(specs), now, forced)
+        fingerprints = {s.name: s.stored_fingerprint for s in specs}
+        return gather_inventory(self._deps, specs, fingerprints, now, forced)
 
     # --- health ----------------------------------------------------------------------------
 

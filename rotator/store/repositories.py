@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from rotator.model import canonical_json
 from rotator.ports import CurrentKey, SourceFailures
 from rotator.store.models import (
     KEY_TRANSITIONS,
@@ -37,15 +38,6 @@ MAX_ERROR_CHARS = 2000
 
 class IllegalTransition(ValueError):
     """A key or rotation was asked to move to a state it cannot reach from where it is."""
-
-
-def spec_fingerprint(spec: Mapping[str, Any]) -> str:
-    """Return the SHA-256 hex digest of ``spec`` as canonical JSON (sorted keys, no spaces)."""
-    return hashlib.sha256(_canonical_json(spec).encode()).hexdigest()
-
-
-def _canonical_json(spec: Mapping[str, Any]) -> str:
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _bounded(error: str) -> str:
@@ -88,7 +80,7 @@ class SourceRepository:
             spec: A JSON-ready snapshot of the source's configuration.
             now: The current time.
         """
-        canonical = _canonical_json(spec)
+        canonical = canonical_json(spec)
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         source = self.get(name)
         if source is None:

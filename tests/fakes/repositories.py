@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from rotator.model import spec_fingerprint
 from rotator.ports import CurrentKey, SourceFailures
 from rotator.states import KEY_TRANSITIONS, ROTATION_FINISHED, KeyState, RotationState
 from rotator.store.models import ApiKey, AuditEvent, Rotation, Source, as_utc
-from rotator.store.repositories import MAX_ERROR_CHARS, IllegalTransition, spec_fingerprint
+from rotator.store.repositories import MAX_ERROR_CHARS, IllegalTransition
 
 __all__ = ["InMemoryKeys", "InMemoryRotations", "InMemorySources", "Tables", "clone"]
 

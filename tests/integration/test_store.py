@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from rotator.model import spec_fingerprint
 from rotator.store.db import session_factory
 from rotator.store.inventory import InventoryRepository
 from rotator.store.lease import Lease, LeaseRepository
@@ -34,7 +35,6 @@ from rotator.store.repositories import (
     IllegalTransition,
     RotationRepository,
     SourceRepository,
-    spec_fingerprint,
 )
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
